@@ -1,0 +1,143 @@
+"""Recaps: what the user reads. A recap holds one RecapChannel per channel, each with
+highlights and action items that cite the posts they came from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from recapd.model.app_error import AppError
+
+
+class RecapStatus(StrEnum):
+    """Lifecycle of a recap (the original's, plus `skipped` as a recorded outcome)."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class SkipReason(StrEnum):
+    """Why an occurrence produced no recap; stored on the skipped record."""
+
+    MISSED = "missed"
+    DAILY_LIMIT = "daily_limit"
+    NO_CHANNELS = "no_channels"
+    DISABLED = "disabled"
+    DELETED = "deleted"
+
+
+# Allowed status changes. Regenerate sends a finished recap back to pending; recovery may send a
+# processing recap back to pending (job retried) or straight to failed (no live job left).
+RECAP_TRANSITIONS: dict[RecapStatus, frozenset[RecapStatus]] = {
+    RecapStatus.PENDING: frozenset(
+        {RecapStatus.PROCESSING, RecapStatus.FAILED, RecapStatus.SKIPPED}
+    ),
+    RecapStatus.PROCESSING: frozenset(
+        {RecapStatus.COMPLETED, RecapStatus.FAILED, RecapStatus.PENDING}
+    ),
+    RecapStatus.COMPLETED: frozenset({RecapStatus.PENDING}),
+    RecapStatus.FAILED: frozenset({RecapStatus.PENDING}),
+    RecapStatus.SKIPPED: frozenset(),
+}
+
+
+def can_transition(old: RecapStatus | str, new: RecapStatus | str) -> bool:
+    """True when a recap may move from `old` to `new`."""
+    return RecapStatus(new) in RECAP_TRANSITIONS[RecapStatus(old)]
+
+
+def check_transition(old: RecapStatus | str, new: RecapStatus | str) -> None:
+    """Raise AppError `model.recap.status_transition.app_error` for a forbidden change."""
+    if not can_transition(old, new):
+        raise AppError(
+            "model.recap.status_transition.app_error",
+            f"a recap cannot go from {old} to {new}",
+            detailed_error=f"from={old} to={new}",
+            status_code=409,
+        )
+
+
+@dataclass(slots=True)
+class Highlight:
+    """One highlight of a channel, with the ids of the posts it came from."""
+
+    text: str
+    post_ids: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "post_ids": list(self.post_ids)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Highlight:
+        return cls(text=str(data["text"]), post_ids=[str(p) for p in data.get("post_ids", [])])
+
+
+@dataclass(slots=True)
+class ActionItem:
+    """A thing someone should do, its owner when stated, and the posts it came from."""
+
+    text: str
+    owner: str = ""
+    post_ids: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "owner": self.owner, "post_ids": list(self.post_ids)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ActionItem:
+        return cls(
+            text=str(data["text"]),
+            owner=str(data.get("owner", "")),
+            post_ids=[str(p) for p in data.get("post_ids", [])],
+        )
+
+
+class ChannelStatus(StrEnum):
+    """Result of one channel inside a recap: a recap completes when one channel succeeded."""
+
+    SUCCESS = "success"
+    FAILED = "failed"
+
+
+@dataclass(slots=True)
+class RecapChannel:
+    """The recap of one channel."""
+
+    id: str = ""
+    recap_id: str = ""
+    channel_id: str = ""
+    channel_name: str = ""
+    highlights: list[Highlight] = field(default_factory=list)
+    action_items: list[ActionItem] = field(default_factory=list)
+    source_post_ids: list[str] = field(default_factory=list)
+    status: str = ChannelStatus.SUCCESS
+    error: str = ""
+    create_at: int = 0
+
+
+@dataclass(slots=True)
+class Recap:
+    """A recap of one or more channels for one user; for a schedule, one per occurrence."""
+
+    id: str = ""
+    user_id: str = ""
+    title: str = ""
+    create_at: int = 0
+    update_at: int = 0
+    delete_at: int = 0
+    read_at: int = 0
+    viewed_at: int = 0
+    total_message_count: int = 0
+    status: str = RecapStatus.PENDING
+    bot_id: str = ""
+    scheduled_recap_id: str = ""
+    # The occurrence this recap is the outcome of (ms); 0 for a manual recap.
+    scheduled_for: int = 0
+    skip_reason: str = ""
+    # Why a recap failed, in words the user can read.
+    error: str = ""
+    channels: list[RecapChannel] = field(default_factory=list)

@@ -1,0 +1,112 @@
+"""The connector boundary: one Database wraps a SQLAlchemy engine for SQLite or PostgreSQL and
+hides their differences (transactions, locks, upserts) from the stores."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import StaticPool
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def to_sqlalchemy_url(url: str) -> str:
+    """Map the URLs users write to the driver recapd uses (psycopg 3 for PostgreSQL)."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def create_engine(url: str, *, pool_size: int = 10) -> Engine:
+    """An engine for a `sqlite:///...` or `postgresql://...` URL, configured for recapd."""
+    sa_url = sa.make_url(to_sqlalchemy_url(url))
+    if sa_url.get_backend_name() == "sqlite":
+        return _sqlite_engine(sa_url)
+    if sa_url.get_backend_name() == "postgresql":
+        return sa.create_engine(
+            sa_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        )
+    raise ValueError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://...")
+
+
+def _sqlite_engine(sa_url: sa.URL) -> Engine:
+    in_memory = sa_url.database in (None, "", ":memory:")
+    engine = sa.create_engine(
+        sa_url,
+        connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        poolclass=StaticPool if in_memory else None,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below issue BEGIN instead of pysqlite's implicit one.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        if not in_memory:
+            cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # Take the write lock up front: a transaction that reads then writes cannot deadlock
+        # on the lock upgrade, and read-check-write sequences (limits, claims) are serialized.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+class Database:
+    """An engine plus the few operations whose SQL differs between SQLite and PostgreSQL."""
+
+    def __init__(self, url: str, *, engine: Engine | None = None) -> None:
+        self.url = url
+        self.engine = engine if engine is not None else create_engine(url)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @contextmanager
+    def transaction(self, conn: Connection | None = None) -> Iterator[Connection]:
+        """A new transaction, or the caller's when `conn` is given (so stores compose)."""
+        if conn is not None:
+            yield conn
+            return
+        with self.engine.begin() as new_conn:
+            yield new_conn
+
+    def lock(self, conn: Connection, key: str) -> None:
+        """Serialize transactions on `key` until this transaction ends.
+
+        PostgreSQL: a transaction-scoped advisory lock. SQLite: every transaction already holds
+        the database's write lock (BEGIN IMMEDIATE), so there is nothing more to take.
+        """
+        if self.is_postgres:
+            conn.execute(
+                sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key}
+            )
+
+    def insert(self, table: sa.Table) -> Any:
+        """A dialect insert, which offers `on_conflict_do_nothing` on both engines."""
+        if self.is_postgres:
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()

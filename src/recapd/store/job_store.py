@@ -1,0 +1,300 @@
+"""SQL for jobs: insert (optionally deduplicated among live jobs), claim, progress, status."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from recapd.model.app_error import AppError
+from recapd.model.job import Job, JobStatus
+from recapd.store.database import Database
+from recapd.store.tables import JOB_LIVE, JOB_PENDING, jobs
+
+t = jobs
+
+_FIELDS = (
+    "id",
+    "type",
+    "priority",
+    "create_at",
+    "start_at",
+    "last_activity_at",
+    "status",
+    "progress",
+    "data",
+    "dedupe_key",
+    "attempt",
+    "run_at",
+    "node_id",
+    "term",
+)
+
+
+def _row_to_job(row: sa.Row[Any]) -> Job:
+    m = row._mapping
+    job = Job(**{f: m[f] for f in _FIELDS})
+    job.data = dict(job.data or {})
+    return job
+
+
+def _job_to_row(job: Job) -> dict[str, Any]:
+    row = {f: getattr(job, f) for f in _FIELDS}
+    row["status"] = str(job.status)
+    row["type"] = str(job.type)
+    return row
+
+
+def _not_found(job_id: str) -> AppError:
+    return AppError(
+        "store.sql_job.get.not_found.app_error",
+        "job not found",
+        detailed_error=f"id={job_id}",
+        status_code=404,
+    )
+
+
+class JobStore:
+    """Jobs in the database."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def save(self, job: Job, *, conn: Connection | None = None) -> Job:
+        """Insert a job."""
+        with self._db.transaction(conn) as c:
+            c.execute(t.insert().values(_job_to_row(job)))
+        return job
+
+    def save_once(self, job: Job, *, conn: Connection | None = None) -> tuple[Job, bool]:
+        """Insert `job` unless a live job with its dedupe key exists.
+
+        Returns (the new job, True) or (the live job already holding the key, False). The
+        unique partial index on live dedupe keys decides; there is no count to race with.
+        """
+        if not job.dedupe_key:
+            raise ValueError("save_once needs a dedupe_key")
+        ins = (
+            self._db.insert(t)
+            .values(_job_to_row(job))
+            .on_conflict_do_nothing(index_elements=[t.c.dedupe_key], index_where=JOB_LIVE)
+            .returning(t.c.id)
+        )
+        with self._db.transaction(conn) as c:
+            if c.execute(ins).first() is not None:
+                return job, True
+            existing = c.execute(
+                sa.select(t).where(t.c.dedupe_key == job.dedupe_key, JOB_LIVE)
+            ).first()
+        if existing is None:
+            # The holder finished between our insert and our read: the key is free again, so
+            # the caller may try once more; report it as not created to stay conservative.
+            return job, False
+        return _row_to_job(existing), False
+
+    def get(self, job_id: str, *, conn: Connection | None = None) -> Job:
+        """The job; AppError 404 when missing."""
+        with self._db.transaction(conn) as c:
+            row = c.execute(sa.select(t).where(t.c.id == job_id)).first()
+        if row is None:
+            raise _not_found(job_id)
+        return _row_to_job(row)
+
+    def list_page(
+        self,
+        *,
+        type: str | None = None,
+        statuses: Collection[JobStatus] | None = None,
+        page: int = 0,
+        per_page: int = 60,
+        conn: Connection | None = None,
+    ) -> list[Job]:
+        """Jobs, newest first, optionally of one type and in some statuses."""
+        q = sa.select(t)
+        if type is not None:
+            q = q.where(t.c.type == type)
+        if statuses:
+            q = q.where(t.c.status.in_([s.value for s in statuses]))
+        q = q.order_by(t.c.create_at.desc(), t.c.id.desc()).limit(per_page).offset(page * per_page)
+        with self._db.transaction(conn) as c:
+            return [_row_to_job(r) for r in c.execute(q)]
+
+    def count_by_type_and_status(
+        self, *, conn: Connection | None = None
+    ) -> dict[tuple[str, str], int]:
+        """How many jobs of each (type, status)."""
+        q = sa.select(t.c.type, t.c.status, sa.func.count()).group_by(t.c.type, t.c.status)
+        with self._db.transaction(conn) as c:
+            return {(r[0], r[1]): int(r[2]) for r in c.execute(q)}
+
+    def claim(
+        self, job_id: str, now_ms: int, node_id: str = "", *, conn: Connection | None = None
+    ) -> bool:
+        """Move one job pending -> in_progress; exactly one of several claimers wins."""
+        q = (
+            t.update()
+            .where(t.c.id == job_id, t.c.status == JobStatus.PENDING.value)
+            .values(
+                status=JobStatus.IN_PROGRESS.value,
+                start_at=now_ms,
+                last_activity_at=now_ms,
+                node_id=node_id,
+                attempt=t.c.attempt + 1,
+            )
+        )
+        with self._db.transaction(conn) as c:
+            return bool(c.execute(q).rowcount)
+
+    def claim_batch(
+        self,
+        job_type: str,
+        limit: int,
+        now_ms: int,
+        node_id: str = "",
+        *,
+        conn: Connection | None = None,
+    ) -> list[Job]:
+        """Claim up to `limit` pending jobs of a type whose run_at has come, best first.
+
+        PostgreSQL skips rows other claimers hold (FOR UPDATE SKIP LOCKED); SQLite serializes
+        writers, so the same statement is already one-winner there.
+        """
+        pick = (
+            sa.select(t.c.id)
+            .where(JOB_PENDING, t.c.type == job_type, t.c.run_at <= now_ms)
+            .order_by(t.c.priority.desc(), t.c.run_at, t.c.id)
+            .limit(limit)
+        )
+        if self._db.is_postgres:
+            pick = pick.with_for_update(skip_locked=True)
+        q = (
+            t.update()
+            .where(t.c.id.in_(pick.scalar_subquery()), JOB_PENDING)
+            .values(
+                status=JobStatus.IN_PROGRESS.value,
+                start_at=now_ms,
+                last_activity_at=now_ms,
+                node_id=node_id,
+                attempt=t.c.attempt + 1,
+            )
+            .returning(*t.c)
+        )
+        with self._db.transaction(conn) as c:
+            claimed = [_row_to_job(r) for r in c.execute(q)]
+        claimed.sort(key=lambda j: (-j.priority, j.run_at, j.id))
+        return claimed
+
+    def set_progress(
+        self, job_id: str, progress: int, now_ms: int, *, conn: Connection | None = None
+    ) -> bool:
+        """Record progress (0..100) of a running job and count it as a heartbeat."""
+        q = (
+            t.update()
+            .where(
+                t.c.id == job_id,
+                t.c.status.in_([JobStatus.IN_PROGRESS.value, JobStatus.CANCEL_REQUESTED.value]),
+            )
+            .values(progress=max(0, min(100, progress)), last_activity_at=now_ms)
+        )
+        with self._db.transaction(conn) as c:
+            return bool(c.execute(q).rowcount)
+
+    def heartbeat(
+        self, job_ids: Sequence[str], now_ms: int, *, conn: Connection | None = None
+    ) -> list[str]:
+        """Advance last_activity_at of running jobs; return the ids still running.
+
+        A job missing from the result was canceled, recovered or finished elsewhere.
+        """
+        if not job_ids:
+            return []
+        running = [JobStatus.IN_PROGRESS.value, JobStatus.CANCEL_REQUESTED.value]
+        q = (
+            t.update()
+            .where(t.c.id.in_(list(job_ids)), t.c.status.in_(running))
+            .values(last_activity_at=now_ms)
+            .returning(t.c.id)
+        )
+        with self._db.transaction(conn) as c:
+            return [r[0] for r in c.execute(q)]
+
+    def update_status(
+        self,
+        job_id: str,
+        new_status: JobStatus,
+        expected: Collection[JobStatus],
+        now_ms: int,
+        *,
+        progress: int | None = None,
+        data: dict[str, Any] | None = None,
+        run_at: int | None = None,
+        conn: Connection | None = None,
+    ) -> bool:
+        """Compare-and-set the status from one of `expected`; True if it changed.
+
+        `data` replaces the job's data when given (merge in the caller, which read it).
+        """
+        values: dict[str, Any] = {"status": new_status.value, "last_activity_at": now_ms}
+        if progress is not None:
+            values["progress"] = progress
+        if data is not None:
+            values["data"] = data
+        if run_at is not None:
+            values["run_at"] = run_at
+        q = (
+            t.update()
+            .where(t.c.id == job_id, t.c.status.in_([s.value for s in expected]))
+            .values(values)
+        )
+        with self._db.transaction(conn) as c:
+            return bool(c.execute(q).rowcount)
+
+    def request_cancel(self, job_id: str, now_ms: int, *, conn: Connection | None = None) -> Job:
+        """pending -> canceled, in_progress -> cancel_requested; other states are left alone."""
+        with self._db.transaction(conn) as c:
+            self.update_status(
+                job_id, JobStatus.CANCELED, [JobStatus.PENDING], now_ms, conn=c
+            ) or self.update_status(
+                job_id,
+                JobStatus.CANCEL_REQUESTED,
+                [JobStatus.IN_PROGRESS],
+                now_ms,
+                conn=c,
+            )
+            return self.get(job_id, conn=c)
+
+    def get_wedged(
+        self, older_than_ms: int, limit: int = 100, *, conn: Connection | None = None
+    ) -> list[Job]:
+        """Running jobs whose heartbeat stopped before `older_than_ms`."""
+        q = (
+            sa.select(t)
+            .where(
+                t.c.status.in_([JobStatus.IN_PROGRESS.value, JobStatus.CANCEL_REQUESTED.value]),
+                t.c.last_activity_at < older_than_ms,
+            )
+            .order_by(t.c.last_activity_at)
+            .limit(limit)
+        )
+        with self._db.transaction(conn) as c:
+            return [_row_to_job(r) for r in c.execute(q)]
+
+    def delete_finished_before(
+        self, before_ms: int, batch_size: int, *, conn: Connection | None = None
+    ) -> int:
+        """Delete up to `batch_size` finished jobs last active before `before_ms`."""
+        finished = [
+            JobStatus.SUCCESS.value,
+            JobStatus.ERROR.value,
+            JobStatus.CANCELED.value,
+            JobStatus.WARNING.value,
+        ]
+        pick = (
+            sa.select(t.c.id)
+            .where(t.c.status.in_(finished), t.c.last_activity_at < before_ms)
+            .limit(batch_size)
+        )
+        with self._db.transaction(conn) as c:
+            return int(c.execute(t.delete().where(t.c.id.in_(pick.scalar_subquery()))).rowcount)

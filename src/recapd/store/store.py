@@ -1,0 +1,41 @@
+"""Store: the one object the layers above use to reach the database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy.engine import Connection
+
+from recapd.store.database import Database
+from recapd.store.job_store import JobStore
+from recapd.store.recap_store import RecapStore
+from recapd.store.scheduled_recap_store import ScheduledRecapStore
+
+
+class Store:
+    """One sub-store per aggregate over a shared Database.
+
+    `with store.transaction() as conn:` lets a caller make several store calls commit together.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.scheduled_recaps = ScheduledRecapStore(db)
+        self.recaps = RecapStore(db)
+        self.jobs = JobStore(db)
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """A store on the database at `url` (sqlite:///PATH or postgresql://...)."""
+        return cls(Database(url))
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction to pass as `conn=` to several store calls."""
+        with self.db.transaction() as conn:
+            yield conn
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self.db.dispose()

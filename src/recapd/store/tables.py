@@ -1,0 +1,176 @@
+"""The schema, as SQLAlchemy Core tables. Migrations in `migrations/` must produce exactly this
+(a test compares them)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# JSON as JSONB on PostgreSQL, TEXT on SQLite.
+Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+def _id(name: str = "id", **kwargs: object) -> sa.Column[str]:
+    return sa.Column(name, sa.String(26), **kwargs)  # type: ignore[arg-type]
+
+
+def _ms(name: str) -> sa.Column[int]:
+    """A time in epoch milliseconds, 0 meaning never."""
+    return sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
+
+
+scheduled_recaps = sa.Table(
+    "scheduled_recaps",
+    metadata,
+    _id(primary_key=True),
+    _id("user_id", nullable=False),
+    sa.Column("title", sa.String(255), nullable=False),
+    sa.Column("days_of_week", sa.Integer, nullable=False),
+    sa.Column("time_of_day", sa.String(5), nullable=False),
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("time_period", sa.String(32), nullable=False),
+    _ms("next_run_at"),
+    _ms("last_run_at"),
+    sa.Column("run_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("channel_mode", sa.String(32), nullable=False),
+    sa.Column("channel_ids", Json, nullable=False),
+    sa.Column("custom_instructions", sa.Text, nullable=False, server_default=""),
+    sa.Column("agent_id", sa.String(64), nullable=False),
+    sa.Column("is_recurring", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    _ms("create_at"),
+    _ms("update_at"),
+    _ms("delete_at"),
+)
+
+# Partial-index predicates are literal SQL, written identically in the index, the migration and
+# the queries: SQLite uses a partial index only when the query repeats its WHERE term for term
+# (a bound parameter or `1` for `true` would not match).
+SCHEDULE_LIVE = sa.text("enabled AND delete_at = 0")
+
+sa.Index(
+    "ix_scheduled_recaps_user_id_delete_at",
+    scheduled_recaps.c.user_id,
+    scheduled_recaps.c.delete_at,
+)
+# Due lookups touch only live rows, in (next_run_at, id) order: the cost of a tick does not
+# depend on how many rows are not due or not live.
+sa.Index(
+    "ix_scheduled_recaps_due",
+    scheduled_recaps.c.next_run_at,
+    scheduled_recaps.c.id,
+    sqlite_where=SCHEDULE_LIVE,
+    postgresql_where=SCHEDULE_LIVE,
+)
+
+recaps = sa.Table(
+    "recaps",
+    metadata,
+    _id(primary_key=True),
+    _id("user_id", nullable=False),
+    sa.Column("title", sa.String(255), nullable=False, server_default=""),
+    _ms("create_at"),
+    _ms("update_at"),
+    _ms("delete_at"),
+    _ms("read_at"),
+    _ms("viewed_at"),
+    sa.Column("total_message_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("bot_id", sa.String(64), nullable=False, server_default=""),
+    sa.Column("scheduled_recap_id", sa.String(26), nullable=False, server_default=""),
+    _ms("scheduled_for"),
+    sa.Column("skip_reason", sa.String(64), nullable=False, server_default=""),
+    sa.Column("error", sa.Text, nullable=False, server_default=""),
+)
+
+RECAP_IS_SCHEDULED = sa.text("scheduled_recap_id <> ''")
+
+sa.Index("ix_recaps_user_id_create_at", recaps.c.user_id, recaps.c.create_at)
+sa.Index("ix_recaps_status", recaps.c.status)
+# One recap per occurrence: the unique key a retried job runs into instead of making another.
+sa.Index(
+    "uq_recaps_occurrence",
+    recaps.c.scheduled_recap_id,
+    recaps.c.scheduled_for,
+    unique=True,
+    sqlite_where=RECAP_IS_SCHEDULED,
+    postgresql_where=RECAP_IS_SCHEDULED,
+)
+
+recap_channels = sa.Table(
+    "recap_channels",
+    metadata,
+    _id(primary_key=True),
+    sa.Column(
+        "recap_id",
+        sa.String(26),
+        sa.ForeignKey("recaps.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("channel_id", sa.String(26), nullable=False),
+    sa.Column("channel_name", sa.String(255), nullable=False, server_default=""),
+    sa.Column("highlights", Json, nullable=False),
+    sa.Column("action_items", Json, nullable=False),
+    sa.Column("source_post_ids", Json, nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("error", sa.Text, nullable=False, server_default=""),
+    _ms("create_at"),
+)
+sa.Index(
+    "uq_recap_channels_recap_id_channel_id",
+    recap_channels.c.recap_id,
+    recap_channels.c.channel_id,
+    unique=True,
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    _id(primary_key=True),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+    _ms("create_at"),
+    _ms("start_at"),
+    _ms("last_activity_at"),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("progress", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("data", Json, nullable=False),
+    sa.Column("dedupe_key", sa.String(255), nullable=True),
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
+    _ms("run_at"),
+    sa.Column("node_id", sa.String(255), nullable=False, server_default=""),
+    sa.Column("term", sa.BigInteger, nullable=False, server_default="0"),
+)
+
+JOB_PENDING = sa.text("status = 'pending'")
+JOB_LIVE = sa.text("status IN ('pending', 'in_progress', 'cancel_requested')")
+
+# Claiming reads only pending rows of one type, best first.
+sa.Index(
+    "ix_jobs_claim",
+    jobs.c.type,
+    jobs.c.priority.desc(),
+    jobs.c.run_at,
+    sqlite_where=JOB_PENDING,
+    postgresql_where=JOB_PENDING,
+)
+sa.Index("ix_jobs_type_status_create_at", jobs.c.type, jobs.c.status, jobs.c.create_at)
+# Wedged-job recovery and cleanup scan by status and age.
+sa.Index("ix_jobs_status_last_activity_at", jobs.c.status, jobs.c.last_activity_at)
+# At most one live job per dedupe key, enforced by the database, not by a racy count.
+sa.Index(
+    "uq_jobs_live_dedupe_key",
+    jobs.c.dedupe_key,
+    unique=True,
+    sqlite_where=JOB_LIVE,
+    postgresql_where=JOB_LIVE,
+)

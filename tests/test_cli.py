@@ -13,7 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from recapd import __version__
-from recapd.store.database import to_sqlalchemy_url
+from recapd.store import migrate
+from recapd.store.database import Database, to_sqlalchemy_url
 
 
 def recapd(
@@ -78,7 +79,8 @@ def test_migrate_on_postgresql(fresh_pg_url: str, tmp_path: Path) -> None:
     assert "migrated from empty" in out.stdout
     out = recapd("status", cwd=tmp_path, env={"RECAPD_DATABASE_URL": fresh_pg_url})
     assert out.returncode == 0, out.stderr
-    assert "revision 0001" in out.stdout
+    head = migrate.head_revision(Database(fresh_pg_url))
+    assert f"revision {head} (newest {head})" in out.stdout
 
 
 def test_invalid_setting_stops_with_one_clear_line(tmp_path: Path) -> None:

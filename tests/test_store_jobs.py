@@ -72,9 +72,15 @@ def test_progress_and_heartbeat(store: Store) -> None:
     got = store.jobs.get(a.id)
     assert (got.progress, got.last_activity_at) == (100, NOW + 5)
     assert not store.jobs.set_progress(b.id, 10, NOW + 5)  # not running
-    assert store.jobs.heartbeat([a.id, b.id], NOW + 9) == [a.id]
+    store.jobs.claim(b.id, NOW, "other-node")
+    beat = store.jobs.heartbeat_status([(a.id, 1), (b.id, 1)], "", NOW + 9)
+    assert beat == {a.id: "in_progress"}  # b runs on another node
     assert store.jobs.get(a.id).last_activity_at == NOW + 9
-    assert store.jobs.heartbeat([], NOW) == []
+    assert store.jobs.get(b.id).last_activity_at == NOW
+    assert store.jobs.heartbeat_status([(a.id, 2)], "", NOW + 10) == {}  # not this attempt
+    store.jobs.request_cancel(a.id, NOW + 11)
+    assert store.jobs.heartbeat_status([(a.id, 1)], "", NOW + 12) == {a.id: "cancel_requested"}
+    assert store.jobs.heartbeat_status([], "", NOW) == {}
 
 
 def test_update_status_compare_and_set_with_data(store: Store) -> None:
@@ -139,3 +145,29 @@ def test_wedged_and_cleanup(store: Store) -> None:
     assert store.jobs.delete_finished_before(NOW + 1, 3) == 2
     assert store.jobs.delete_finished_before(NOW + 1, 3) == 0
     assert store.jobs.get(stale.id).status == "in_progress"
+
+
+def test_complete_many_and_finish_touch_only_this_nodes_current_attempt(store: Store) -> None:
+    mine = store.jobs.save(job())
+    stale = store.jobs.save(job())
+    theirs = store.jobs.save(job())
+    for j, node in ((mine, "a"), (stale, "a"), (theirs, "b")):
+        store.jobs.claim(j.id, NOW, node)
+    done = [(mine.id, 1), (stale.id, 2), (theirs.id, 1)]
+    assert store.jobs.complete_many(done, "a", NOW + 1) == 1
+    assert [store.jobs.get(j.id).status for j in (mine, stale, theirs)] == [
+        "success",
+        "in_progress",
+        "in_progress",
+    ]
+    running = store.jobs.get(theirs.id)
+    running.data = {"error": "x"}
+    assert not store.jobs.finish(running, "a", JobStatus.ERROR, NOW + 2)
+    assert store.jobs.finish(running, "b", JobStatus.PENDING, NOW + 2, run_at=NOW + 99)
+    got = store.jobs.get(theirs.id)
+    assert (got.status, got.run_at, got.node_id, got.data) == (
+        "pending",
+        NOW + 99,
+        "",
+        {"error": "x"},
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,6 +14,10 @@ from recapd.store.database import Database
 from recapd.store.tables import JOB_LIVE, JOB_PENDING, jobs
 
 t = jobs
+
+# The PostgreSQL LISTEN/NOTIFY channel on which new jobs announce their type.
+NOTIFY_CHANNEL = "recapd_jobs"
+_RUNNING = (JobStatus.IN_PROGRESS.value, JobStatus.CANCEL_REQUESTED.value)
 
 _FIELDS = (
     "id",
@@ -62,11 +66,29 @@ class JobStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
+    def _notify(self, c: Connection, job_types: Collection[str]) -> None:
+        # Delivered at commit, so a woken worker always finds the row.
+        if self._db.is_postgres:
+            for job_type in sorted(set(job_types)):
+                c.execute(
+                    sa.text("SELECT pg_notify(:ch, :type)"),
+                    {"ch": NOTIFY_CHANNEL, "type": job_type},
+                )
+
     def save(self, job: Job, *, conn: Connection | None = None) -> Job:
-        """Insert a job."""
+        """Insert a job (and wake the workers of its type on PostgreSQL)."""
         with self._db.transaction(conn) as c:
             c.execute(t.insert().values(_job_to_row(job)))
+            self._notify(c, [job.type])
         return job
+
+    def save_many(self, new_jobs: Sequence[Job], *, conn: Connection | None = None) -> None:
+        """Insert many jobs in one statement."""
+        if not new_jobs:
+            return
+        with self._db.transaction(conn) as c:
+            c.execute(t.insert(), [_job_to_row(j) for j in new_jobs])
+            self._notify(c, [j.type for j in new_jobs])
 
     def save_once(self, job: Job, *, conn: Connection | None = None) -> tuple[Job, bool]:
         """Insert `job` unless a live job with its dedupe key exists.
@@ -84,6 +106,7 @@ class JobStore:
         )
         with self._db.transaction(conn) as c:
             if c.execute(ins).first() is not None:
+                self._notify(c, [job.type])
                 return job, True
             existing = c.execute(
                 sa.select(t).where(t.c.dedupe_key == job.dedupe_key, JOB_LIVE)
@@ -201,25 +224,6 @@ class JobStore:
         with self._db.transaction(conn) as c:
             return bool(c.execute(q).rowcount)
 
-    def heartbeat(
-        self, job_ids: Sequence[str], now_ms: int, *, conn: Connection | None = None
-    ) -> list[str]:
-        """Advance last_activity_at of running jobs; return the ids still running.
-
-        A job missing from the result was canceled, recovered or finished elsewhere.
-        """
-        if not job_ids:
-            return []
-        running = [JobStatus.IN_PROGRESS.value, JobStatus.CANCEL_REQUESTED.value]
-        q = (
-            t.update()
-            .where(t.c.id.in_(list(job_ids)), t.c.status.in_(running))
-            .values(last_activity_at=now_ms)
-            .returning(t.c.id)
-        )
-        with self._db.transaction(conn) as c:
-            return [r[0] for r in c.execute(q)]
-
     def update_status(
         self,
         job_id: str,
@@ -298,3 +302,143 @@ class JobStore:
         )
         with self._db.transaction(conn) as c:
             return int(c.execute(t.delete().where(t.c.id.in_(pick.scalar_subquery()))).rowcount)
+
+    def heartbeat_status(
+        self,
+        running: Sequence[tuple[str, int]],
+        node_id: str,
+        now_ms: int,
+        *,
+        conn: Connection | None = None,
+    ) -> dict[str, str]:
+        """Advance last_activity_at of this node's running (id, attempt) pairs.
+
+        Returns {id: status} for those still ours; a missing id was recovered elsewhere, and
+        `cancel_requested` asks the runner to stop.
+        """
+        if not running:
+            return {}
+        q = (
+            t.update()
+            .where(
+                sa.tuple_(t.c.id, t.c.attempt).in_(list(running)),
+                t.c.node_id == node_id,
+                t.c.status.in_(_RUNNING),
+            )
+            .values(last_activity_at=now_ms)
+            .returning(t.c.id, t.c.status)
+        )
+        with self._db.transaction(conn) as c:
+            return {r[0]: r[1] for r in c.execute(q)}
+
+    def complete_many(
+        self,
+        done: Sequence[tuple[str, int]],
+        node_id: str,
+        now_ms: int,
+        *,
+        conn: Connection | None = None,
+    ) -> int:
+        """Mark this node's running (id, attempt) pairs `success` in one statement.
+
+        A job recovered and re-claimed meanwhile no longer matches and is left alone.
+        """
+        if not done:
+            return 0
+        q = (
+            t.update()
+            .where(
+                sa.tuple_(t.c.id, t.c.attempt).in_(list(done)),
+                t.c.node_id == node_id,
+                t.c.status.in_(_RUNNING),
+            )
+            .values(status=JobStatus.SUCCESS.value, progress=100, last_activity_at=now_ms)
+        )
+        with self._db.transaction(conn) as c:
+            return int(c.execute(q).rowcount)
+
+    def finish(
+        self,
+        job: Job,
+        node_id: str,
+        new_status: JobStatus,
+        now_ms: int,
+        *,
+        run_at: int | None = None,
+        attempt: int | None = None,
+        progress: int | None = None,
+        conn: Connection | None = None,
+    ) -> bool:
+        """End this node's run of `job` (its id and attempt) with `new_status` and job.data.
+
+        Used for errors, retries (pending again with a later run_at), cancels and releases.
+        False when the run was no longer ours (recovered, re-claimed or finished elsewhere).
+        """
+        values: dict[str, Any] = {
+            "status": new_status.value,
+            "last_activity_at": now_ms,
+            "data": job.data,
+        }
+        if run_at is not None:
+            values["run_at"] = run_at
+        if attempt is not None:
+            values["attempt"] = attempt
+        if progress is not None:
+            values["progress"] = progress
+        if new_status is JobStatus.PENDING:
+            values["node_id"] = ""
+        q = (
+            t.update()
+            .where(
+                t.c.id == job.id,
+                t.c.attempt == job.attempt,
+                t.c.node_id == node_id,
+                t.c.status.in_(_RUNNING),
+            )
+            .values(values)
+        )
+        with self._db.transaction(conn) as c:
+            changed = bool(c.execute(q).rowcount)
+            if changed and new_status is JobStatus.PENDING:
+                self._notify(c, [job.type])
+            return changed
+
+    def recover_wedged(
+        self,
+        older_than_ms: int,
+        now_ms: int,
+        max_attempts: Callable[[str], int],
+        limit: int = 500,
+        *,
+        conn: Connection | None = None,
+    ) -> tuple[int, int]:
+        """Jobs whose heartbeat stopped before `older_than_ms`, whichever node ran them, go
+        back to pending, or to error after their last attempt (canceled if a cancel was
+        asked). Returns (requeued, ended)."""
+        requeued = ended = 0
+        with self._db.transaction(conn) as c:
+            for job in self.get_wedged(older_than_ms, limit, conn=c):
+                cas = [
+                    t.c.id == job.id,
+                    t.c.attempt == job.attempt,
+                    t.c.status == job.status,
+                    t.c.last_activity_at < older_than_ms,
+                ]
+                reason = f"no heartbeat from node {job.node_id or '?'} since {job.last_activity_at}"
+                data = dict(job.data)
+                if job.status == JobStatus.CANCEL_REQUESTED.value:
+                    values: dict[str, Any] = {"status": JobStatus.CANCELED.value}
+                elif job.attempt < max_attempts(job.type):
+                    data["last_error"] = f"wedged: {reason}"
+                    values = {"status": JobStatus.PENDING.value, "run_at": now_ms, "node_id": ""}
+                else:
+                    data["error"] = f"wedged after {job.attempt} attempts: {reason}"
+                    values = {"status": JobStatus.ERROR.value, "progress": -1}
+                values.update(data=data, last_activity_at=now_ms)
+                if c.execute(t.update().where(*cas).values(values)).rowcount:
+                    if values["status"] == JobStatus.PENDING.value:
+                        requeued += 1
+                        self._notify(c, [job.type])
+                    else:
+                        ended += 1
+        return requeued, ended

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Connection
 
 from recapd.store.database import Database
 from recapd.store.job_store import JobStore
+from recapd.store.lease_store import LeaseStore
 from recapd.store.recap_store import RecapStore
 from recapd.store.scheduled_recap_store import ScheduledRecapStore
 
@@ -24,6 +25,7 @@ class Store:
         self.scheduled_recaps = ScheduledRecapStore(db)
         self.recaps = RecapStore(db)
         self.jobs = JobStore(db)
+        self.leases = LeaseStore(db)
 
     @classmethod
     def open(cls, url: str) -> Store:

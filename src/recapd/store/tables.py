@@ -174,3 +174,14 @@ sa.Index(
     sqlite_where=JOB_LIVE,
     postgresql_where=JOB_LIVE,
 )
+
+# Named leases (leader election): the database's clock decides expiry and issues the terms.
+cluster_leases = sa.Table(
+    "cluster_leases",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(255), nullable=False),
+    sa.Column("term", sa.BigInteger, nullable=False),
+    sa.Column("acquired_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+)

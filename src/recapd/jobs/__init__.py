@@ -1,0 +1,1 @@
+"""The job server: leader election, schedulers and workers on top of the store."""

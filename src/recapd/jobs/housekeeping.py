@@ -1,0 +1,76 @@
+"""The job system's own chores, run by the leader: recover wedged jobs, delete old ones."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from recapd.config import Settings
+from recapd.jobs.scheduler import Scheduler, SchedulerContext
+from recapd.store.store import Store
+
+log = logging.getLogger(__name__)
+
+DAY_MS = 86_400_000
+
+
+class WedgedJobRecovery(Scheduler):
+    """Jobs whose heartbeat stopped (their node died or hung) go back to pending, or to error
+    after their last attempt, whichever node ran them."""
+
+    name = "wedged_job_recovery"
+
+    def __init__(self, store: Store, max_attempts: Callable[[str], int]) -> None:
+        self.store = store
+        self.max_attempts = max_attempts
+
+    def enabled(self, settings: Settings) -> bool:
+        return True  # recovery is the job system's duty, whatever else is switched off
+
+    def next_schedule_time(self, settings: Settings, now_ms: int) -> int:
+        # Check a few times per timeout so a wedged job waits at most ~1.25 timeouts.
+        return now_ms + int(settings.jobs.wedged_job_timeout_seconds * 1000 / 4)
+
+    async def schedule_job(self, ctx: SchedulerContext) -> None:
+        cutoff = ctx.now_ms - int(ctx.settings.jobs.wedged_job_timeout_seconds * 1000)
+        while ctx.still_leader:
+            requeued, ended = await asyncio.to_thread(
+                self.store.jobs.recover_wedged, cutoff, ctx.now_ms, self.max_attempts
+            )
+            if requeued or ended:
+                log.warning("recovered wedged jobs: %d requeued, %d ended", requeued, ended)
+            if requeued + ended == 0:
+                break
+
+
+class JobCleanup(Scheduler):
+    """Deletes finished jobs older than the cleanup threshold, in small batches."""
+
+    name = "job_cleanup"
+
+    def __init__(self, store: Store, period_s: float = 3600.0) -> None:
+        self.store = store
+        self.period_s = period_s
+
+    def enabled(self, settings: Settings) -> bool:
+        return settings.jobs.cleanup_jobs_threshold_days > 0
+
+    def next_schedule_time(self, settings: Settings, now_ms: int) -> int:
+        return now_ms + int(self.period_s * 1000)
+
+    async def schedule_job(self, ctx: SchedulerContext) -> None:
+        js = ctx.settings.jobs
+        before = ctx.now_ms - js.cleanup_jobs_threshold_days * DAY_MS
+        total = 0
+        while ctx.still_leader:
+            n = await asyncio.to_thread(
+                self.store.jobs.delete_finished_before, before, js.cleanup_batch_size
+            )
+            total += n
+            if n < js.cleanup_batch_size:
+                break
+        if total:
+            log.info(
+                "deleted %d finished jobs older than %d days", total, js.cleanup_jobs_threshold_days
+            )

@@ -1,0 +1,329 @@
+"""Worker pools: claim jobs of one type, run them as asyncio tasks, heartbeat, finish them.
+
+A job's outcome is one of: success (batched), retry (pending again after a backoff), error
+(after its last attempt, with the message and a short traceback in its data), canceled, or
+released (on shutdown, without counting the attempt). Nothing a job raises escapes the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+from recapd.clock import Clock
+from recapd.config import Settings
+from recapd.jobs.retry import Backoff
+from recapd.model.job import Job, JobStatus
+from recapd.store.store import Store
+
+log = logging.getLogger(__name__)
+
+TRACEBACK_LIMIT = 2000  # characters of traceback kept in a job's data
+
+
+class JobCanceled(Exception):
+    """Raised inside a job by JobContext.check_canceled() when a cancel was requested."""
+
+
+class _Stop(Enum):
+    CANCELED = "canceled"  # an operator asked: the job ends `canceled`
+    LOST = "lost"  # the job was recovered or finished elsewhere: write nothing
+    SHUTDOWN = "shutdown"  # this node is stopping: release the job to pending
+
+
+@dataclass
+class JobContext:
+    """What a running job may use: its row, the clock, progress, and cancellation."""
+
+    job: Job
+    clock: Clock
+    _pool: WorkerPool
+    _stop_reason: _Stop | None = None
+
+    @property
+    def cancel_requested(self) -> bool:
+        """True once an operator asked to cancel this job."""
+        return self._stop_reason is _Stop.CANCELED
+
+    def check_canceled(self) -> None:
+        """Raise JobCanceled if a cancel was requested (for jobs that poll instead of await)."""
+        if self.cancel_requested:
+            raise JobCanceled(self.job.id)
+
+    async def set_progress(self, percent: int) -> None:
+        """Record progress (0..100); counts as a heartbeat."""
+        await asyncio.to_thread(
+            self._pool.store.jobs.set_progress, self.job.id, percent, self.clock.now_ms()
+        )
+
+
+JobHandler = Callable[[JobContext], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """How to run one job type: its handler, concurrency, attempts and timeout.
+
+    None means "the JobSettings default" for concurrency and max_attempts; a timeout of None
+    means none.
+    """
+
+    job_type: str
+    handler: JobHandler
+    concurrency: int | None = None
+    max_attempts: int | None = None
+    timeout_s: float | None = None
+    enabled: Callable[[Settings], bool] = field(default=lambda settings: True)
+
+
+@dataclass
+class _Running:
+    task: asyncio.Task[None]
+    ctx: JobContext
+
+
+class WorkerPool:
+    """Runs the jobs of one type on this node with bounded concurrency."""
+
+    def __init__(
+        self,
+        spec: WorkerSpec,
+        store: Store,
+        settings: Settings,
+        clock: Clock,
+        node_id: str,
+        wake: asyncio.Event,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.spec = spec
+        self.store = store
+        self.clock = clock
+        self.node_id = node_id
+        self._wake = wake
+        self._rng = rng or random.Random()
+        self.apply_settings(settings)
+        self._running: dict[str, _Running] = {}
+        self._slot_freed = asyncio.Event()
+        self._done: list[tuple[str, int]] = []
+        self._done_ready = asyncio.Event()
+        self._claiming = True
+
+    def apply_settings(self, settings: Settings) -> None:
+        """Take new job settings (concurrency, attempts, intervals, backoff)."""
+        js = settings.jobs
+        self.settings = settings
+        self.concurrency = self.spec.concurrency or js.worker_concurrency
+        self.max_attempts = self.spec.max_attempts or js.max_attempts
+        self.backoff = Backoff(js.retry_base_seconds, js.retry_max_seconds)
+        self.poll_interval_s = js.poll_interval_seconds
+        self.heartbeat_interval_s = js.heartbeat_interval_seconds
+
+    @property
+    def running_ids(self) -> list[str]:
+        """Ids of the jobs running now."""
+        return list(self._running)
+
+    # -- claiming -----------------------------------------------------------------------------
+
+    async def claim_once(self) -> int:
+        """Claim as many ready jobs as there are free slots and start them; return how many."""
+        free = self.concurrency - len(self._running)
+        if free <= 0 or not self._claiming:
+            return 0
+        jobs = await asyncio.to_thread(
+            self.store.jobs.claim_batch,
+            self.spec.job_type,
+            free,
+            self.clock.now_ms(),
+            self.node_id,
+        )
+        for job in jobs:
+            ctx = JobContext(job=job, clock=self.clock, _pool=self)
+            task = asyncio.create_task(self._run(ctx), name=f"job-{job.type}-{job.id}")
+            self._running[job.id] = _Running(task=task, ctx=ctx)
+        return len(jobs)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Claim and run jobs until `stop`; then stop claiming (see shutdown())."""
+        flusher = asyncio.create_task(self._flush_loop(stop))
+        beater = asyncio.create_task(self._heartbeat_loop(stop))
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                try:
+                    started = await self.claim_once()
+                except Exception:
+                    log.exception("claiming %s jobs failed; retrying", self.spec.job_type)
+                    started = 0
+                full = len(self._running) >= self.concurrency
+                if started and not full:
+                    continue  # there may be more ready jobs
+                if full:
+                    self._slot_freed.clear()
+                    await _first([stop.wait(), self._slot_freed.wait()], self.poll_interval_s)
+                else:
+                    await _first([stop.wait(), self._wake.wait()], self.poll_interval_s)
+        finally:
+            self._claiming = False
+            await _cancel(beater)
+            await _cancel(flusher)
+
+    # -- running one job ----------------------------------------------------------------------
+
+    async def _run(self, ctx: JobContext) -> None:
+        job = ctx.job
+        try:
+            if self.spec.timeout_s is not None:
+                await asyncio.wait_for(self.spec.handler(ctx), self.spec.timeout_s)
+            else:
+                await self.spec.handler(ctx)
+        except asyncio.CancelledError:
+            await self._end_stopped(ctx)
+        except JobCanceled:
+            await self._finish(job, JobStatus.CANCELED)
+        except TimeoutError:
+            await self._fail(job, f"timed out after {self.spec.timeout_s} s", "")
+        except (Exception, SystemExit) as exc:  # a job calling sys.exit() must not end the node
+            tb = "".join(traceback.format_exception(exc))[-TRACEBACK_LIMIT:]
+            await self._fail(job, f"{type(exc).__name__}: {exc}", tb)
+        else:
+            self._done.append((job.id, job.attempt))
+            self._done_ready.set()
+        finally:
+            self._running.pop(job.id, None)
+            self._slot_freed.set()
+
+    async def _end_stopped(self, ctx: JobContext) -> None:
+        reason = ctx._stop_reason
+        if reason is _Stop.CANCELED:
+            await self._finish(ctx.job, JobStatus.CANCELED)
+        elif reason is _Stop.SHUTDOWN:
+            # Released, not failed: the attempt does not count against the job.
+            await self._finish(
+                ctx.job, JobStatus.PENDING, run_at=self.clock.now_ms(), attempt=ctx.job.attempt - 1
+            )
+
+    async def _fail(self, job: Job, message: str, tb: str) -> None:
+        data = dict(job.data)
+        log.warning("job %s (%s) attempt %d failed: %s", job.id, job.type, job.attempt, message)
+        if job.attempt < self.max_attempts:
+            delay_ms = int(self.backoff.delay_s(job.attempt, self._rng) * 1000)
+            data["last_error"] = message
+            data["last_traceback"] = tb
+            job.data = data
+            await self._finish(job, JobStatus.PENDING, run_at=self.clock.now_ms() + delay_ms)
+        else:
+            data["error"] = message
+            data["traceback"] = tb
+            job.data = data
+            await self._finish(job, JobStatus.ERROR, progress=-1)
+
+    async def _finish(
+        self,
+        job: Job,
+        status: JobStatus,
+        *,
+        run_at: int | None = None,
+        attempt: int | None = None,
+        progress: int | None = None,
+    ) -> None:
+        try:
+            await asyncio.to_thread(
+                self.store.jobs.finish,
+                job,
+                self.node_id,
+                status,
+                self.clock.now_ms(),
+                run_at=run_at,
+                attempt=attempt,
+                progress=progress,
+            )
+        except Exception:
+            # The row keeps its heartbeat-less in_progress state; recovery will retry the job.
+            log.exception("recording %s for job %s failed", status, job.id)
+
+    # -- batched success and heartbeats ------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Write the successes gathered so far in one statement."""
+        done, self._done = self._done, []
+        if not done:
+            return
+        try:
+            await asyncio.to_thread(
+                self.store.jobs.complete_many, done, self.node_id, self.clock.now_ms()
+            )
+        except Exception:
+            log.exception("recording %d successes failed; retrying", len(done))
+            self._done.extend(done)
+            await asyncio.sleep(0.1)
+
+    async def _flush_loop(self, stop: asyncio.Event) -> None:
+        while True:
+            await self._done_ready.wait()
+            self._done_ready.clear()
+            await self.flush()
+
+    async def heartbeat_once(self) -> None:
+        """Advance the heartbeat of running jobs; stop those canceled or recovered elsewhere."""
+        running = [(jid, r.ctx.job.attempt) for jid, r in self._running.items()]
+        if not running:
+            return
+        statuses = await asyncio.to_thread(
+            self.store.jobs.heartbeat_status, running, self.node_id, self.clock.now_ms()
+        )
+        for jid, _ in running:
+            entry = self._running.get(jid)
+            if entry is None or entry.task.done():
+                continue
+            status = statuses.get(jid)
+            if status is None and (jid, entry.ctx.job.attempt) not in self._done:
+                entry.ctx._stop_reason = _Stop.LOST
+                entry.task.cancel()
+            elif status == JobStatus.CANCEL_REQUESTED.value:
+                entry.ctx._stop_reason = _Stop.CANCELED
+                entry.task.cancel()
+
+    async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_interval_s)
+            try:
+                await self.heartbeat_once()
+            except Exception:
+                log.exception("heartbeat of %s jobs failed", self.spec.job_type)
+
+    async def shutdown(self, grace_s: float) -> None:
+        """Stop claiming, let running jobs finish for `grace_s`, release the rest to pending."""
+        self._claiming = False
+        tasks = [r.task for r in self._running.values()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace_s)
+        for entry in list(self._running.values()):
+            entry.ctx._stop_reason = _Stop.SHUTDOWN
+            entry.task.cancel()
+        leftover = [r.task for r in self._running.values()]
+        if leftover:
+            await asyncio.wait(leftover, timeout=10)
+        await self.flush()
+
+
+async def _first(aws: Sequence[Awaitable[object]], timeout: float) -> None:
+    """Wait until the first of `aws` finishes or `timeout` passes; cancel the rest."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -1,0 +1,223 @@
+"""Cluster tests on PostgreSQL: real `recapd worker` processes, killed with SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from recapd.config import Settings
+from recapd.jobs.leader import StaticLeadership
+from recapd.jobs.scheduler import Scheduler, SchedulerContext, SchedulerRunner
+from recapd.jobs.server import JobServer
+from recapd.model.ids import new_id
+from recapd.model.job import Job, JobStatus
+from recapd.store.store import Store
+from tests.cluster_ext import CLUSTER_JOB, EFFECTS_DDL
+from tests.jobhelpers import job_settings
+
+pytestmark = [pytest.mark.cluster, pytest.mark.postgres_only]
+
+ROOT = Path(__file__).resolve().parent.parent
+LEASE_TTL_S = 2.0
+RENEW_S = 0.4
+
+
+class Node:
+    """One `recapd worker` process."""
+
+    def __init__(self, url: str, node_id: str, log_dir: Path) -> None:
+        self.node_id = node_id
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RECAPD_")}
+        env.update(
+            RECAPD_DATABASE_URL=url,
+            RECAPD_JOBS__POLL_INTERVAL_SECONDS="0.5",
+            RECAPD_JOBS__HEARTBEAT_INTERVAL_SECONDS="0.5",
+            RECAPD_JOBS__WEDGED_JOB_TIMEOUT_SECONDS="3",
+            RECAPD_JOBS__LEASE_TTL_SECONDS=str(LEASE_TTL_S),
+            RECAPD_JOBS__LEASE_RENEW_INTERVAL_SECONDS=str(RENEW_S),
+            RECAPD_JOBS__MAX_ATTEMPTS="20",
+            RECAPD_JOBS__RETRY_BASE_SECONDS="0.1",
+            PYTHONPATH=str(ROOT),
+        )
+        self.log = (log_dir / f"{node_id}.log").open("w")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "recapd",
+                "worker",
+                "--node-id",
+                node_id,
+                "--extension",
+                "tests.cluster_ext:register",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def cluster_db(pg_url: str) -> Iterator[Store]:
+    store = Store.open(pg_url)
+    with store.db.transaction() as conn:
+        conn.exec_driver_sql("DROP TABLE IF EXISTS cluster_effects")
+        conn.exec_driver_sql(EFFECTS_DDL)
+    try:
+        yield store
+    finally:
+        with store.db.transaction() as conn:  # leave the session database as migrations made it
+            conn.exec_driver_sql("DROP TABLE IF EXISTS cluster_effects")
+        store.close()
+
+
+def _lease(store: Store) -> tuple[str, int, bool]:
+    with store.db.engine.connect() as conn:
+        row = conn.execute(
+            sa.text(
+                "SELECT holder, term, expires_at > (extract(epoch from clock_timestamp()) * 1000) "
+                "FROM cluster_leases WHERE name = 'leader'"
+            )
+        ).first()
+    return (row[0], int(row[1]), bool(row[2])) if row else ("", 0, False)
+
+
+def test_three_workers_survive_sigkill_and_every_job_succeeds_once(
+    cluster_db: Store, tmp_path: Path
+) -> None:
+    store = cluster_db
+    url = store.db.url
+    n_jobs = 2000
+    now = int(time.time() * 1000)
+    store.jobs.save_many(
+        [
+            Job(
+                id=new_id(),
+                type=CLUSTER_JOB,
+                create_at=now,
+                run_at=now,
+                status=JobStatus.PENDING,
+                data={"key": f"k{i}"},
+            )
+            for i in range(n_jobs)
+        ]
+    )
+    rng = random.Random(7)
+    nodes = {f"n{i}": Node(url, f"n{i}", tmp_path) for i in range(3)}
+    restarts = 0
+    failovers: list[float] = []
+    kills = 0
+    deadline = time.monotonic() + 90
+    try:
+        time.sleep(3)  # let them start, elect a leader and begin working
+        while kills < 5 and time.monotonic() < deadline:
+            holder, term, live = _lease(store)
+            victim = holder if (kills % 2 == 0 and holder in nodes) else rng.choice(sorted(nodes))
+            was_leader = victim == holder and live
+            nodes.pop(victim).kill()
+            kills += 1
+            t_kill = time.monotonic()
+            restarts += 1
+            new_id_ = f"r{restarts}"
+            nodes[new_id_] = Node(url, new_id_, tmp_path)
+            if was_leader:
+                while time.monotonic() - t_kill < LEASE_TTL_S + 5:
+                    h, t2, ok = _lease(store)
+                    if ok and h in nodes and t2 > term:
+                        failovers.append(time.monotonic() - t_kill)
+                        break
+                    time.sleep(0.05)
+                else:
+                    pytest.fail(f"no new leader within {LEASE_TTL_S + 5} s of killing {victim}")
+            time.sleep(rng.uniform(0.8, 1.6))
+        while time.monotonic() < deadline:
+            counts = store.jobs.count_by_type_and_status()
+            if counts.get((CLUSTER_JOB, "success"), 0) == n_jobs:
+                break
+            time.sleep(0.3)
+    finally:
+        codes = [n.stop() for n in nodes.values()]
+    counts = store.jobs.count_by_type_and_status()
+    with store.db.engine.connect() as conn:
+        reruns = conn.exec_driver_sql("SELECT count(*) FROM cluster_effects WHERE runs > 1")
+        print(
+            f"kills={kills} failovers={[round(f, 2) for f in failovers]} "
+            f"jobs re-run after a kill={reruns.scalar_one()}"
+        )
+    assert counts == {(CLUSTER_JOB, "success"): n_jobs}, counts
+    with store.db.engine.connect() as conn:
+        effects = conn.exec_driver_sql("SELECT count(*) FROM cluster_effects").scalar_one()
+    assert effects == n_jobs
+    assert kills == 5
+    assert failovers, "the leader was never killed"
+    # The lease lapses after its TTL; a live node takes over on its next renewal.
+    assert max(failovers) <= LEASE_TTL_S + RENEW_S + 1.0, failovers
+    assert codes == [0] * len(codes), codes  # SIGTERM: clean shutdown
+
+
+def test_two_nodes_forced_to_lead_cannot_enqueue_the_same_work_twice(pg_url: str) -> None:
+    """Split brain: both nodes believe they lead (no lease at all) and schedule the same
+    deduplicated occurrences at the same moments; the database keeps one job each."""
+    keys = [f"sr{i}:1790000000000" for i in range(300)]
+
+    class Occurrences(Scheduler):
+        name = "occurrences"
+
+        def next_schedule_time(self, settings: Settings, now_ms: int) -> int:
+            return now_ms + 1000
+
+        async def schedule_job(self, ctx: SchedulerContext) -> None:
+            for key in keys:
+                await asyncio.to_thread(
+                    ctx.jobs.create_job_once, "recap", {"k": key}, key, term=ctx.term
+                )
+
+    stores = [Store.open(pg_url), Store.open(pg_url)]
+    try:
+        servers = [
+            JobServer(
+                s, job_settings(pg_url), node_id=f"split-{i}", leadership=StaticLeadership(term=7)
+            )
+            for i, s in enumerate(stores)
+        ]
+        runners = [
+            SchedulerRunner([Occurrences()], srv, srv.leadership, srv.settings, srv.clock)
+            for srv in servers
+        ]
+
+        async def main() -> None:
+            await asyncio.gather(*(r.tick() for r in runners))
+            await asyncio.gather(*(r.tick() for r in runners))
+
+        asyncio.run(main())
+        jobs = stores[0].jobs.list_page(per_page=1000)
+        assert sorted(j.dedupe_key or "" for j in jobs) == sorted(keys)
+    finally:
+        for s in stores:
+            s.close()

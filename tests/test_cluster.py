@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -97,15 +98,28 @@ def cluster_db(pg_url: str) -> Iterator[Store]:
         store.close()
 
 
-def _lease(store: Store) -> tuple[str, int, bool]:
+@dataclass(frozen=True)
+class LeaseRow:
+    holder: str
+    term: int
+    acquired_at: int
+    expires_at: int
+    db_now: int
+
+
+def _lease(store: Store) -> LeaseRow:
+    """The leader lease as the database sees it, with the database's clock."""
     with store.db.engine.connect() as conn:
         row = conn.execute(
             sa.text(
-                "SELECT holder, term, expires_at > (extract(epoch from clock_timestamp()) * 1000) "
+                "SELECT holder, term, acquired_at, expires_at, "
+                "(extract(epoch from clock_timestamp()) * 1000)::bigint "
                 "FROM cluster_leases WHERE name = 'leader'"
             )
         ).first()
-    return (row[0], int(row[1]), bool(row[2])) if row else ("", 0, False)
+    if row is None:
+        return LeaseRow("", 0, 0, 0, 0)
+    return LeaseRow(row[0], int(row[1]), int(row[2]), int(row[3]), int(row[4]))
 
 
 def test_three_workers_survive_sigkill_and_every_job_succeeds_once(
@@ -131,26 +145,38 @@ def test_three_workers_survive_sigkill_and_every_job_succeeds_once(
     rng = random.Random(7)
     nodes = {f"n{i}": Node(url, f"n{i}", tmp_path) for i in range(3)}
     restarts = 0
-    failovers: list[float] = []
+    failovers: list[tuple[float, float]] = []
     kills = 0
     deadline = time.monotonic() + 90
     try:
-        time.sleep(3)  # let them start, elect a leader and begin working
+        # Let them start (a Python process takes a second or two here) and elect a leader.
+        while _lease(store).holder not in nodes and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
         while kills < 5 and time.monotonic() < deadline:
-            holder, term, live = _lease(store)
-            victim = holder if (kills % 2 == 0 and holder in nodes) else rng.choice(sorted(nodes))
-            was_leader = victim == holder and live
+            before = _lease(store)
+            leader_alive = before.holder in nodes and before.expires_at > before.db_now
+            victim = (
+                before.holder if (kills % 2 == 0 and leader_alive) else rng.choice(sorted(nodes))
+            )
             nodes.pop(victim).kill()
+            killed = _lease(store)  # the dead holder renews no more: its expiry is final
             kills += 1
             t_kill = time.monotonic()
             restarts += 1
             new_id_ = f"r{restarts}"
             nodes[new_id_] = Node(url, new_id_, tmp_path)
-            if was_leader:
+            if victim == killed.holder:
                 while time.monotonic() - t_kill < LEASE_TTL_S + 5:
-                    h, t2, ok = _lease(store)
-                    if ok and h in nodes and t2 > term:
-                        failovers.append(time.monotonic() - t_kill)
+                    current = _lease(store)
+                    if current.holder in nodes and current.term > killed.term:
+                        # Database times: from the kill, and from the dead lease's expiry.
+                        failovers.append(
+                            (
+                                (current.acquired_at - killed.db_now) / 1000,
+                                (current.acquired_at - killed.expires_at) / 1000,
+                            )
+                        )
                         break
                     time.sleep(0.05)
                 else:
@@ -167,7 +193,7 @@ def test_three_workers_survive_sigkill_and_every_job_succeeds_once(
     with store.db.engine.connect() as conn:
         reruns = conn.exec_driver_sql("SELECT count(*) FROM cluster_effects WHERE runs > 1")
         print(
-            f"kills={kills} failovers={[round(f, 2) for f in failovers]} "
+            f"kills={kills} failovers (s after kill, s after lease expiry)={failovers} "
             f"jobs re-run after a kill={reruns.scalar_one()}"
         )
     assert counts == {(CLUSTER_JOB, "success"): n_jobs}, counts
@@ -176,8 +202,10 @@ def test_three_workers_survive_sigkill_and_every_job_succeeds_once(
     assert effects == n_jobs
     assert kills == 5
     assert failovers, "the leader was never killed"
-    # The lease lapses after its TTL; a live node takes over on its next renewal.
-    assert max(failovers) <= LEASE_TTL_S + RENEW_S + 1.0, failovers
+    # The dead leader's lease lapses within its TTL; a live node takes it over at its next
+    # renewal attempt (every RENEW_S), with slack for a loaded 2-core machine.
+    assert max(after_kill for after_kill, _ in failovers) <= LEASE_TTL_S + RENEW_S + 1.5
+    assert max(after_expiry for _, after_expiry in failovers) <= RENEW_S + 1.5
     assert codes == [0] * len(codes), codes  # SIGTERM: clean shutdown
 
 

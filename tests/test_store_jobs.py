@@ -171,3 +171,14 @@ def test_complete_many_and_finish_touch_only_this_nodes_current_attempt(store: S
         "",
         {"error": "x"},
     )
+
+
+def test_save_many_round_trips_every_field(store: Store) -> None:
+    made = [
+        job(data={"n": i, "nested": {"k": [1, "two"]}, "s": "quote ' and \\ tab\t"}, priority=i)
+        for i in range(50)
+    ]
+    made[3].dedupe_key = "k3"
+    store.jobs.save_many(made)
+    for j in made:
+        assert store.jobs.get(j.id) == j

@@ -51,6 +51,11 @@ class JobContext:
         """True once an operator asked to cancel this job."""
         return self._stop_reason is _Stop.CANCELED
 
+    @property
+    def last_attempt(self) -> bool:
+        """True when a failure now would end the job in `error` (no retry follows)."""
+        return self.job.attempt >= self._pool.max_attempts
+
     def check_canceled(self) -> None:
         """Raise JobCanceled if a cancel was requested (for jobs that poll instead of await)."""
         if self.cancel_requested:
@@ -112,7 +117,9 @@ class WorkerPool:
         self._slot_freed = asyncio.Event()
         self._done: list[tuple[str, int]] = []
         self._done_ready = asyncio.Event()
+        self._flush_stop = asyncio.Event()
         self._claiming = True
+        self._reserved = 0
 
     def apply_settings(self, settings: Settings) -> None:
         """Take new job settings (concurrency, attempts, intervals, backoff)."""
@@ -131,18 +138,25 @@ class WorkerPool:
 
     # -- claiming -----------------------------------------------------------------------------
 
-    async def claim_once(self) -> int:
-        """Claim as many ready jobs as there are free slots and start them; return how many."""
-        free = self.concurrency - len(self._running)
-        if free <= 0 or not self._claiming:
+    async def claim_once(self, max_batch: int | None = None) -> int:
+        """Claim up to the free slots (at most `max_batch`) of ready jobs and start them."""
+        free = self.concurrency - len(self._running) - self._reserved
+        take = min(free, max_batch) if max_batch else free
+        if take <= 0 or not self._claiming:
             return 0
-        jobs = await asyncio.to_thread(
-            self.store.jobs.claim_batch,
-            self.spec.job_type,
-            free,
-            self.clock.now_ms(),
-            self.node_id,
-        )
+        # Slots are reserved while the claim is in flight, so overlapping claims never start
+        # more jobs than the concurrency allows.
+        self._reserved += take
+        try:
+            jobs = await asyncio.to_thread(
+                self.store.jobs.claim_batch,
+                self.spec.job_type,
+                take,
+                self.clock.now_ms(),
+                self.node_id,
+            )
+        finally:
+            self._reserved -= take
         for job in jobs:
             ctx = JobContext(job=job, clock=self.clock, _pool=self)
             task = asyncio.create_task(self._run(ctx), name=f"job-{job.type}-{job.id}")
@@ -153,26 +167,36 @@ class WorkerPool:
         """Claim and run jobs until `stop`; then stop claiming (see shutdown())."""
         flusher = asyncio.create_task(self._flush_loop(stop))
         beater = asyncio.create_task(self._heartbeat_loop(stop))
+        # A big pool claims with two overlapping loops: one waits on the database while the
+        # other's batch starts, which keeps short jobs flowing.
+        claimers = 2 if self.concurrency >= 8 else 1
+        batch = max(1, self.concurrency // claimers)
         try:
-            while not stop.is_set():
-                self._wake.clear()
-                try:
-                    started = await self.claim_once()
-                except Exception:
-                    log.exception("claiming %s jobs failed; retrying", self.spec.job_type)
-                    started = 0
-                full = len(self._running) >= self.concurrency
-                if started and not full:
-                    continue  # there may be more ready jobs
-                if full:
-                    self._slot_freed.clear()
-                    await _first([stop.wait(), self._slot_freed.wait()], self.poll_interval_s)
-                else:
-                    await _first([stop.wait(), self._wake.wait()], self.poll_interval_s)
+            await asyncio.gather(*(self._claim_loop(stop, batch) for _ in range(claimers)))
         finally:
             self._claiming = False
             await _cancel(beater)
-            await _cancel(flusher)
+            # Not cancelled mid-write: a cancelled to_thread leaves its write running unseen.
+            self._flush_stop.set()
+            self._done_ready.set()
+            await flusher
+
+    async def _claim_loop(self, stop: asyncio.Event, batch: int) -> None:
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                started = await self.claim_once(batch)
+            except Exception:
+                log.exception("claiming %s jobs failed; retrying", self.spec.job_type)
+                started = 0
+            full = len(self._running) + self._reserved >= self.concurrency
+            if started and not full:
+                continue  # there may be more ready jobs
+            if full:
+                self._slot_freed.clear()
+                await _first([stop.wait(), self._slot_freed.wait()], self.poll_interval_s)
+            else:
+                await _first([stop.wait(), self._wake.wait()], self.poll_interval_s)
 
     # -- running one job ----------------------------------------------------------------------
 
@@ -265,7 +289,7 @@ class WorkerPool:
             await asyncio.sleep(0.1)
 
     async def _flush_loop(self, stop: asyncio.Event) -> None:
-        while True:
+        while not self._flush_stop.is_set():
             await self._done_ready.wait()
             self._done_ready.clear()
             await self.flush()

@@ -3,8 +3,9 @@ hides their differences (transactions, locks, upserts) from the stores."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -106,6 +107,25 @@ class Database:
         if self.is_postgres:
             return postgresql.insert(table)
         return sqlite.insert(table)
+
+    def copy_rows(self, conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+        """Bulk-load rows with PostgreSQL's COPY inside the caller's transaction.
+
+        JSON columns are sent as JSON text; None becomes NULL.
+        """
+        if not self.is_postgres:
+            raise RuntimeError("COPY is PostgreSQL-only")
+        if not rows:
+            return
+        cols = list(rows[0])
+        json_cols = {c.name for c in table.columns if isinstance(c.type, sa.JSON)}
+        raw = conn.connection.driver_connection
+        if raw is None:
+            raise RuntimeError("no driver connection")
+        names = ", ".join(f'"{c}"' for c in cols)
+        with raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
+            for row in rows:
+                copy.write_row([json.dumps(row[c]) if c in json_cols else row[c] for c in cols])
 
     def dispose(self) -> None:
         """Close every pooled connection."""

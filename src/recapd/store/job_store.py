@@ -6,18 +6,38 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from recapd.model.app_error import AppError
 from recapd.model.job import Job, JobStatus
 from recapd.store.database import Database
-from recapd.store.tables import JOB_LIVE, JOB_PENDING, jobs
+from recapd.store.tables import JOB_FINISHED, JOB_LIVE, JOB_PENDING, JOB_RUNNING, jobs
 
 t = jobs
 
 # The PostgreSQL LISTEN/NOTIFY channel on which new jobs announce their type.
 NOTIFY_CHANNEL = "recapd_jobs"
 _RUNNING = (JobStatus.IN_PROGRESS.value, JobStatus.CANCEL_REQUESTED.value)
+
+
+def _runs(pairs: Sequence[tuple[str, int]], postgres: bool) -> sa.ColumnElement[bool]:
+    """Rows matching (id, attempt) pairs, written so the primary key index serves it: one
+    `attempt = n AND id IN (...)` per distinct attempt (almost always a single one). On
+    PostgreSQL the ids travel as one array parameter instead of one parameter each."""
+    by_attempt: dict[int, list[str]] = {}
+    for job_id, attempt in pairs:
+        by_attempt.setdefault(attempt, []).append(job_id)
+
+    def ids_match(ids: list[str]) -> sa.ColumnElement[bool]:
+        if postgres:
+            return t.c.id == sa.any_(sa.bindparam(None, ids, type_=postgresql.ARRAY(sa.String)))
+        return t.c.id.in_(ids)
+
+    return sa.or_(
+        *(sa.and_(t.c.attempt == a, ids_match(ids)) for a, ids in sorted(by_attempt.items()))
+    )
+
 
 _FIELDS = (
     "id",
@@ -86,8 +106,12 @@ class JobStore:
         """Insert many jobs in one statement."""
         if not new_jobs:
             return
+        rows = [_job_to_row(j) for j in new_jobs]
         with self._db.transaction(conn) as c:
-            c.execute(t.insert(), [_job_to_row(j) for j in new_jobs])
+            if self._db.is_postgres:
+                self._db.copy_rows(c, t, rows)  # COPY: several times faster than INSERTs
+            else:
+                c.execute(t.insert(), rows)
             self._notify(c, [j.type for j in new_jobs])
 
     def save_once(self, job: Job, *, conn: Connection | None = None) -> tuple[Job, bool]:
@@ -116,6 +140,21 @@ class JobStore:
             # the caller may try once more; report it as not created to stay conservative.
             return job, False
         return _row_to_job(existing), False
+
+    def save_many_once(self, new_jobs: Sequence[Job], *, conn: Connection | None = None) -> int:
+        """Insert jobs whose dedupe key no live job holds; return how many were inserted."""
+        if not new_jobs:
+            return 0
+        ins = (
+            self._db.insert(t)
+            .on_conflict_do_nothing(index_elements=[t.c.dedupe_key], index_where=JOB_LIVE)
+            .returning(t.c.id)
+        )
+        with self._db.transaction(conn) as c:
+            created = len(c.execute(ins, [_job_to_row(j) for j in new_jobs]).all())
+            if created:
+                self._notify(c, [j.type for j in new_jobs])
+            return created
 
     def get(self, job_id: str, *, conn: Connection | None = None) -> Job:
         """The job; AppError 404 when missing."""
@@ -194,7 +233,7 @@ class JobStore:
             pick = pick.with_for_update(skip_locked=True)
         q = (
             t.update()
-            .where(t.c.id.in_(pick.scalar_subquery()), JOB_PENDING)
+            .where(*self._picked(pick))
             .values(
                 status=JobStatus.IN_PROGRESS.value,
                 start_at=now_ms,
@@ -208,6 +247,14 @@ class JobStore:
             claimed = [_row_to_job(r) for r in c.execute(q)]
         claimed.sort(key=lambda j: (-j.priority, j.run_at, j.id))
         return claimed
+
+    def _picked(self, pick: sa.Select[tuple[str]]) -> list[sa.ColumnElement[bool] | sa.TextClause]:
+        if self._db.is_postgres:
+            # `= ANY(ARRAY(subquery))` runs the LIMITed, SKIP LOCKED subquery exactly once
+            # (with `IN (subquery)` the planner may re-run it per row and claim too many), and
+            # the rows it locked are still pending: no status test, so the primary key serves.
+            return [t.c.id == sa.any_(sa.func.array(pick.scalar_subquery()))]
+        return [t.c.id.in_(pick.scalar_subquery()), JOB_PENDING]
 
     def set_progress(
         self, job_id: str, progress: int, now_ms: int, *, conn: Connection | None = None
@@ -275,10 +322,7 @@ class JobStore:
         """Running jobs whose heartbeat stopped before `older_than_ms`."""
         q = (
             sa.select(t)
-            .where(
-                t.c.status.in_([JobStatus.IN_PROGRESS.value, JobStatus.CANCEL_REQUESTED.value]),
-                t.c.last_activity_at < older_than_ms,
-            )
+            .where(JOB_RUNNING, t.c.last_activity_at < older_than_ms)
             .order_by(t.c.last_activity_at)
             .limit(limit)
         )
@@ -289,15 +333,9 @@ class JobStore:
         self, before_ms: int, batch_size: int, *, conn: Connection | None = None
     ) -> int:
         """Delete up to `batch_size` finished jobs last active before `before_ms`."""
-        finished = [
-            JobStatus.SUCCESS.value,
-            JobStatus.ERROR.value,
-            JobStatus.CANCELED.value,
-            JobStatus.WARNING.value,
-        ]
         pick = (
             sa.select(t.c.id)
-            .where(t.c.status.in_(finished), t.c.last_activity_at < before_ms)
+            .where(JOB_FINISHED, t.c.last_activity_at < before_ms)
             .limit(batch_size)
         )
         with self._db.transaction(conn) as c:
@@ -321,7 +359,7 @@ class JobStore:
         q = (
             t.update()
             .where(
-                sa.tuple_(t.c.id, t.c.attempt).in_(list(running)),
+                _runs(running, self._db.is_postgres),
                 t.c.node_id == node_id,
                 t.c.status.in_(_RUNNING),
             )
@@ -348,7 +386,7 @@ class JobStore:
         q = (
             t.update()
             .where(
-                sa.tuple_(t.c.id, t.c.attempt).in_(list(done)),
+                _runs(done, self._db.is_postgres),
                 t.c.node_id == node_id,
                 t.c.status.in_(_RUNNING),
             )

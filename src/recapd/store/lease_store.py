@@ -14,14 +14,15 @@ from recapd.store.tables import cluster_leases
 
 t = cluster_leases
 
-_PG_NOW_MS = "(extract(epoch from clock_timestamp()) * 1000)::bigint"
+_PG_NOW_MS = "(extract(epoch from statement_timestamp()) * 1000)::bigint"
 _SQLITE_NOW_MS = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
 
 
 def db_now_ms(is_postgres: bool) -> sa.ColumnElement[int]:
     """The database server's current time in epoch ms, as a SQL expression."""
-    # clock_timestamp(), not now(): now() is frozen at the start of the transaction, and a
-    # lease checked inside a long transaction must see the real time.
+    # statement_timestamp(), not now(): now() is frozen at the start of the transaction, and a
+    # lease checked inside a long transaction must see the real time; unlike clock_timestamp()
+    # it reads the same in every place of one statement (acquired_at and expires_at agree).
     return sa.literal_column(_PG_NOW_MS if is_postgres else _SQLITE_NOW_MS, sa.BigInteger)
 
 

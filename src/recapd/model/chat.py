@@ -1,0 +1,110 @@
+"""The chat workspace as recapd sees it: users, teams, channels, members and posts, in
+Mattermost's shape so Mattermost data fits unchanged."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class ChannelType(StrEnum):
+    """Mattermost's channel types."""
+
+    OPEN = "O"
+    PRIVATE = "P"
+    DIRECT = "D"
+    GROUP = "G"
+
+
+@dataclass(slots=True)
+class User:
+    """A workspace user; `locale` is the language recaps are written in."""
+
+    id: str
+    username: str
+    display_name: str = ""
+    email: str = ""
+    locale: str = "en"
+    timezone: str = ""
+    is_bot: bool = False
+    create_at: int = 0
+    delete_at: int = 0
+
+
+@dataclass(slots=True)
+class Team:
+    """A team; its `name` is the URL slug used in permalinks."""
+
+    id: str
+    name: str
+    display_name: str = ""
+    create_at: int = 0
+    delete_at: int = 0
+
+
+@dataclass(slots=True)
+class Channel:
+    """A channel. Direct and group channels have no team (team_id "")."""
+
+    id: str
+    team_id: str
+    name: str
+    display_name: str = ""
+    type: str = ChannelType.OPEN
+    header: str = ""
+    purpose: str = ""
+    create_at: int = 0
+    delete_at: int = 0
+
+
+@dataclass(slots=True)
+class ChannelMember:
+    """A user's membership of a channel, with where they stopped reading."""
+
+    channel_id: str
+    user_id: str
+    last_viewed_at: int = 0
+    create_at: int = 0
+
+
+@dataclass(slots=True)
+class Reaction:
+    """An emoji reaction to a post."""
+
+    user_id: str
+    emoji_name: str
+    create_at: int = 0
+
+
+# Post types that are conversation; anything starting with "system_" (joins, leaves, header
+# changes, ...) is dropped before summarizing.
+SYSTEM_POST_PREFIX = "system_"
+
+
+@dataclass(slots=True)
+class Post:
+    """A post. `root_id` is "" for a thread root or a standalone post."""
+
+    id: str
+    channel_id: str
+    user_id: str
+    message: str
+    create_at: int
+    root_id: str = ""
+    type: str = ""
+    props: dict[str, Any] = field(default_factory=dict)
+    update_at: int = 0
+    edit_at: int = 0
+    delete_at: int = 0
+    reactions: list[Reaction] = field(default_factory=list)
+
+    @property
+    def is_system(self) -> bool:
+        """True for join/leave/header-change and other system messages."""
+        return self.type.startswith(SYSTEM_POST_PREFIX)
+
+    @property
+    def thread_id(self) -> str:
+        """The id of the thread this post belongs to (its root's, or its own)."""
+        return self.root_id or self.id

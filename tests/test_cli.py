@@ -104,3 +104,38 @@ def test_toml_config_file(tmp_path: Path) -> None:
     out = recapd("--config", str(cfg), "migrate", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "other.db").exists()
+
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def test_import_a_log_then_make_a_recap_and_print_it(tmp_path: Path) -> None:
+    log = DATA / "irc" / "mediawiki.1.head300.ascii.txt"
+    out = recapd("import", "log", str(log), "--channel", "mediawiki", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "posts +" in out.stdout
+    again = recapd("import", "log", str(log), "--channel", "mediawiki", cwd=tmp_path)
+    assert "posts +0 ~0" in again.stdout  # importing twice changes nothing
+    out = recapd(
+        "recap",
+        "create",
+        "--user",
+        "bd808",
+        "--channel",
+        "irc/mediawiki",
+        "--wait",
+        cwd=tmp_path,
+        env={"RECAPD_AI_RECAPS__COOLDOWN_MINUTES": "0"},
+    )
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "status: completed" in text
+    assert "Highlights:" in text
+    assert "http://localhost:8065/irc/pl/" in text
+
+
+def test_recap_for_an_unknown_channel_is_a_clear_error(tmp_path: Path) -> None:
+    recapd("migrate", cwd=tmp_path)
+    out = recapd("recap", "create", "--user", "nobody", "--channel", "x", cwd=tmp_path)
+    assert out.returncode == 1
+    assert out.stderr.startswith("error: store.sql_workspace.get_user")

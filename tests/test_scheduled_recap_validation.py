@@ -242,6 +242,10 @@ def test_to_dict_uses_mattermost_field_names_and_plain_values() -> None:
         "create_at",
         "update_at",
         "delete_at",
+        # recapd additions after the original's fields
+        "consecutive_failures",
+        "pause_reason",
+        "last_scheduled_for",
     ]
     assert type(data["time_period"]) is str
     assert type(data["channel_mode"]) is str

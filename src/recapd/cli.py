@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import importlib
 import logging
 import signal
@@ -17,10 +18,18 @@ from rich.console import Console
 from rich.table import Table
 
 from recapd import __version__
+from recapd.chat.importers.common import ImportReport
+from recapd.chat.importers.irc_log import import_log
+from recapd.chat.importers.mattermost import import_mattermost
+from recapd.chat.importers.slack import import_slack
 from recapd.config import ConfigError, Settings, load_settings
+from recapd.delivery.text import render_recap
 from recapd.jobs.server import JobServer
 from recapd.model.app_error import AppError
+from recapd.model.chat import Channel, User
 from recapd.model.job import Job, JobStatus
+from recapd.model.recap import Recap, RecapStatus
+from recapd.runtime import Runtime
 from recapd.store import migrate as migrations
 from recapd.store.store import Store
 
@@ -129,12 +138,6 @@ def status(ctx: typer.Context) -> None:
 # -- worker ---------------------------------------------------------------------------------
 
 
-def build_job_server(settings: Settings, store: Store, node_id: str | None = None) -> JobServer:
-    """A JobServer with every built-in job type's worker and scheduler registered."""
-    # The scheduled-recap and recap job types register here as their issues land.
-    return JobServer(store, settings, node_id=node_id)
-
-
 def _load_extension(spec: str) -> Callable[[JobServer], None]:
     module_name, _, func_name = spec.partition(":")
     if not module_name or not func_name:
@@ -167,11 +170,11 @@ def worker(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    store = Store.open(settings.database_url)
     hooks = [_load_extension(e) for e in extension]
+    runtime = Runtime.build(settings, node_id=node_id)
     try:
-        migrations.upgrade(store.db)
-        server = build_job_server(settings, store, node_id)
+        migrations.upgrade(runtime.store.db)
+        server = runtime.jobs
         for hook in hooks:
             hook(server)
         console.print(
@@ -187,7 +190,7 @@ def worker(
 
             def reload() -> None:
                 try:
-                    server.apply_settings(
+                    runtime.apply_settings(
                         load_settings(opts.config_file, database_url=opts.database_url)
                     )
                     logging.getLogger("recapd").info("settings reloaded")
@@ -199,7 +202,7 @@ def worker(
 
         asyncio.run(main())
     finally:
-        store.close()
+        runtime.close()
     console.print("recapd worker stopped")
 
 
@@ -299,3 +302,186 @@ def jobs_cancel(ctx: typer.Context, job_id: str) -> None:
     finally:
         store.close()
     console.print(f"job {job.id}: {job.status}")
+
+
+# -- import ---------------------------------------------------------------------------------
+
+import_app = typer.Typer(
+    help="Import chat history into recapd's own workspace.", no_args_is_help=True
+)
+app.add_typer(import_app, name="import")
+
+
+def _run_import(ctx: typer.Context, do: Callable[[Store], ImportReport]) -> None:
+    settings = _settings(ctx)
+    store = Store.open(settings.database_url)
+    try:
+        migrations.upgrade(store.db)
+        report = do(store)
+    except AppError as exc:
+        raise _fail(exc) from exc
+    finally:
+        store.close()
+    console.print(report.summary(), markup=False, highlight=False)
+
+
+@import_app.command("mattermost")
+def import_mattermost_cmd(
+    ctx: typer.Context, path: Path = typer.Argument(..., help="Bulk export .zip or .jsonl")
+) -> None:
+    """A Mattermost bulk export: teams, channels, users, posts with replies and reactions."""
+    _run_import(ctx, lambda store: import_mattermost(store, path))
+
+
+@import_app.command("slack")
+def import_slack_cmd(
+    ctx: typer.Context,
+    path: Path = typer.Argument(..., help="Slack export .zip or folder"),
+    team: str = typer.Option("slack", help="Team to import into."),
+) -> None:
+    """A Slack export: users, channels, messages and threads."""
+    _run_import(ctx, lambda store: import_slack(store, path, team=team))
+
+
+@import_app.command("log")
+def import_log_cmd(
+    ctx: typer.Context,
+    paths: list[Path] = typer.Argument(..., help="Log files, one channel each"),
+    channel: str | None = typer.Option(None, help="Channel name (default: the file name)."),
+    team: str = typer.Option("irc", help="Team to import into."),
+    date: str | None = typer.Option(None, help="YYYY-MM-DD, for logs with times only."),
+) -> None:
+    """Plain IRC-style chat logs."""
+    for path in paths:
+        _run_import(
+            ctx,
+            functools.partial(_import_one_log, path=path, channel=channel, team=team, date=date),
+        )
+
+
+def _import_one_log(
+    store: Store, *, path: Path, channel: str | None, team: str, date: str | None
+) -> ImportReport:
+    return import_log(store, path, channel=channel, team=team, date=date)
+
+
+# -- recaps ---------------------------------------------------------------------------------
+
+recap_app = typer.Typer(help="Make and read recaps.", no_args_is_help=True)
+app.add_typer(recap_app, name="recap")
+
+
+def _resolve_user(store: Store, who: str) -> User:
+    try:
+        return store.workspace.get_user_by_username(who.lstrip("@"))
+    except AppError:
+        return store.workspace.get_user(who)
+
+
+def _resolve_channel(store: Store, which: str) -> Channel:
+    """A channel by id, by team/name, or by a name unique across teams."""
+    team_name, _, name = which.rpartition("/")
+    if team_name:
+        team = store.workspace.get_team_by_name(team_name)
+        return store.workspace.get_channel_by_name(team.id, name.lstrip("#"))
+    try:
+        return store.workspace.get_channel(which)
+    except AppError:
+        pass
+    found = store.workspace.find_channels_by_name(which.lstrip("#"))
+    if len(found) != 1:
+        raise AppError(
+            "cli.recap.channel.app_error",
+            f"channel {which!r} "
+            + ("not found" if not found else "is ambiguous: use team/channel"),
+            status_code=400,
+        )
+    return found[0]
+
+
+async def _permalinks(runtime: Runtime, recap: Recap) -> dict[str, str]:
+    ids: set[str] = set()
+    for ch in recap.channels:
+        for h in ch.highlights:
+            ids.update(h.post_ids)
+        for a in ch.action_items:
+            ids.update(a.post_ids)
+    posts = await runtime.chat.get_posts(sorted(ids))
+    return {pid: await runtime.chat.permalink(p) for pid, p in posts.items()}
+
+
+async def _wait_for(runtime: Runtime, recap_id: str, user_id: str, timeout_s: float) -> Recap:
+    """Run this process's job server until the recap is finished (or the timeout passes)."""
+    stop = asyncio.Event()
+    server = asyncio.create_task(runtime.jobs.run(stop))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    try:
+        while True:
+            recap = await runtime.recaps.get(user_id, recap_id)
+            if recap.status in (RecapStatus.COMPLETED, RecapStatus.FAILED):
+                return recap
+            if loop.time() > deadline:
+                return recap
+            await asyncio.sleep(0.2)
+    finally:
+        stop.set()
+        await server
+
+
+@recap_app.command("create")
+def recap_create(
+    ctx: typer.Context,
+    user: str = typer.Option(..., "--user", help="Username or id of the reader."),
+    channel: list[str] = typer.Option(..., "--channel", help="Channel: id, team/name or name."),
+    title: str = typer.Option("", help="Title (default: Recap of N channels)."),
+    agent: str = typer.Option("", help="Agent id (default: the default agent)."),
+    wait: bool = typer.Option(False, "--wait", help="Make it now and print it."),
+    timeout: float = typer.Option(600.0, help="Seconds --wait waits at most."),
+) -> None:
+    """Ask for a recap of channels the user can read."""
+    settings = _settings(ctx)
+    runtime = Runtime.build(settings)
+    try:
+        migrations.upgrade(runtime.store.db)
+        reader = _resolve_user(runtime.store, user)
+        channel_ids = [_resolve_channel(runtime.store, c).id for c in channel]
+
+        async def main() -> Recap:
+            recap = await runtime.recaps.create(
+                reader.id, title=title, channel_ids=channel_ids, agent_id=agent
+            )
+            if wait:
+                recap = await _wait_for(runtime, recap.id, reader.id, timeout)
+            return recap
+
+        recap = asyncio.run(main())
+        if not wait:
+            console.print(f"recap {recap.id} queued; a running `recapd worker` will make it")
+            return
+        links = asyncio.run(_permalinks(runtime, recap))
+        console.print(render_recap(recap, links), markup=False, highlight=False)
+    except AppError as exc:
+        raise _fail(exc) from exc
+    finally:
+        runtime.close()
+
+
+@recap_app.command("show")
+def recap_show(
+    ctx: typer.Context,
+    recap_id: str,
+    user: str = typer.Option(..., "--user", help="Username or id of the reader."),
+) -> None:
+    """Print one of the user's recaps."""
+    settings = _settings(ctx)
+    runtime = Runtime.build(settings)
+    try:
+        reader = _resolve_user(runtime.store, user)
+        recap = asyncio.run(runtime.recaps.get(reader.id, recap_id))
+        links = asyncio.run(_permalinks(runtime, recap))
+        console.print(render_recap(recap, links), markup=False, highlight=False)
+    except AppError as exc:
+        raise _fail(exc) from exc
+    finally:
+        runtime.close()

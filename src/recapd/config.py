@@ -25,6 +25,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 from pydantic_settings import (
@@ -41,6 +42,7 @@ __all__ = [
     "ENV_PREFIX",
     "LIMIT_NAMES",
     "AIRecapSettings",
+    "AgentSettings",
     "ConfigError",
     "ConfigProblem",
     "JobSettings",
@@ -251,6 +253,56 @@ class JobSettings(BaseModel):
         return value
 
 
+AgentType = Literal["extractive", "openai"]
+
+
+class AgentSettings(BaseModel):
+    """One configured agent, referred to by its id (the key under `agents`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: AgentType = Field("extractive", description="extractive (offline) or openai.")
+    display_name: str = ""
+    base_url: str = Field(
+        "", description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:11434/v1 (empty: OpenAI)"
+    )
+    api_key: str = Field("", description="API key for the endpoint (never printed).", repr=False)
+    model: str = Field("", description="Model name; required for openai.")
+    context_tokens: int = Field(
+        32_000, ge=512, description="Tokens one request may use; longer windows are split."
+    )
+    max_output_tokens: int = Field(1024, ge=64, le=65_536)
+    timeout_seconds: float = Field(60.0, gt=0, le=3600)
+    max_retries: int = Field(3, ge=0, le=10, description="Retries on 429, 5xx and timeouts.")
+    structured_output: Literal["auto", "json_schema", "off"] = Field(
+        "auto", description="auto: JSON schema, falling back to plain JSON when refused."
+    )
+    temperature: float = Field(0.2, ge=0, le=2)
+
+    @field_validator("model")
+    @classmethod
+    def _strip_model(cls, value: str) -> str:
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _model_needed(self) -> AgentSettings:
+        if self.type == "openai" and not self.model:
+            raise ValueError("model is required for an openai agent (the model name)")
+        return self
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        url = value.strip()
+        if url and urlsplit(url).scheme not in ("http", "https"):
+            raise _rule("must be an http:// or https:// URL", url)
+        return url
+
+
+def _default_agents() -> dict[str, AgentSettings]:
+    return {"extractive": AgentSettings(display_name="Extractive (offline)")}
+
+
 # Set by load_settings() for the duration of one Settings() construction.
 _config_file: ContextVar[Path | None] = ContextVar("recapd_config_file", default=None)
 
@@ -275,6 +327,35 @@ class Settings(BaseSettings):
     node_id: str = Field("", description="This node's name in leases and jobs; empty = host-pid.")
     ai_recaps: AIRecapSettings = Field(default_factory=AIRecapSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
+    agents: dict[str, AgentSettings] = Field(
+        default_factory=_default_agents, description="Agents by id; schedules name one."
+    )
+    default_agent: str = Field("extractive", description="Agent used when none is named.")
+    llm_concurrency: int = Field(
+        16, ge=1, le=1024, description="Agent calls in flight at once on this node."
+    )
+    site_url: str = Field(
+        "http://localhost:8065", description="Base URL of the chat site, for permalinks."
+    )
+
+    @field_validator("agents")
+    @classmethod
+    def _agent_ids(cls, value: dict[str, AgentSettings]) -> dict[str, AgentSettings]:
+        for agent_id in value:
+            if not agent_id or len(agent_id) > 64 or any(c.isspace() for c in agent_id):
+                raise _rule("agent ids must be 1-64 characters without spaces", agent_id)
+        # The offline agent is always there, so a fresh setup can make recaps with no server.
+        return {**_default_agents(), **value}
+
+    @field_validator("default_agent")
+    @classmethod
+    def _default_agent_known(cls, value: str, info: ValidationInfo) -> str:
+        agents = info.data.get("agents")
+        if agents is not None and value not in agents:
+            raise _rule(
+                f"must be one of the configured agents ({', '.join(sorted(agents))})", value
+            )
+        return value
 
     @classmethod
     def settings_customise_sources(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -156,6 +156,28 @@ class JobServer:
             self.wakeups.notify(job_type)
         return saved, created
 
+    def create_jobs_once(
+        self,
+        job_type: str,
+        items: Sequence[tuple[Mapping[str, Any], str]],
+        *,
+        term: int | None = None,
+        conn: Connection | None = None,
+    ) -> int:
+        """Queue one job per (data, dedupe_key) whose key no live job holds, fenced on `term`
+        like create_job_once; return how many were created."""
+        new = []
+        for data, key in items:
+            job = self._new_job(job_type, data, 0, None, term or 0)
+            job.dedupe_key = key
+            new.append(job)
+        with self.store.db.transaction(conn) as c:
+            self._check_fence(c, term)
+            created = self.store.jobs.save_many_once(new, conn=c)
+        if created:
+            self.wakeups.notify(job_type)
+        return created
+
     def _check_fence(self, conn: Connection, term: int | None) -> None:
         leadership = self.leadership
         if term is None or not isinstance(leadership, LeaderElector):
@@ -223,6 +245,15 @@ class JobServer:
                 self._start_pool(spec)
             elif not self._should_run(spec) and running:
                 self._stop_pool(job_type, settings.jobs.shutdown_grace_seconds)
+
+    def wake_scheduler(self, name: str, at_ms: int) -> None:
+        """Ask scheduler `name` to run no later than `at_ms` (from any thread; a no-op when
+        this node runs no schedulers). Other nodes' leaders pick it up at their next poll."""
+        runner, loop = self.runner, self.wakeups.loop
+        if runner is None or loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(runner.wake_at, name, at_ms)
 
     def pool(self, job_type: str) -> WorkerPool | None:
         """The running pool of a type, if any."""

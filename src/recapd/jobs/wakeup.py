@@ -30,6 +30,11 @@ class Wakeups:
         """Attach to the loop the pools run on."""
         self._loop = loop
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop the pools run on, once bound."""
+        return self._loop
+
     def event(self, job_type: str) -> asyncio.Event:
         """The event a pool of `job_type` waits on."""
         with self._lock:

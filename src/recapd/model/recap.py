@@ -140,4 +140,11 @@ class Recap:
     skip_reason: str = ""
     # Why a recap failed, in words the user can read.
     error: str = ""
+    # What to summarize: kept so a retried job or a regenerate makes the same recap. An empty
+    # time_period means "since last read, else the latest posts" (a manual recap).
+    channel_ids: list[str] = field(default_factory=list)
+    time_period: str = ""
+    custom_instructions: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
     channels: list[RecapChannel] = field(default_factory=list)

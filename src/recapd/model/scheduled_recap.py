@@ -169,6 +169,11 @@ class ScheduledRecap:
     create_at: int = 0
     update_at: int = 0
     delete_at: int = 0
+    # recapd additions: failed occurrences in a row, and why the schedule paused itself.
+    consecutive_failures: int = 0
+    pause_reason: str = ""
+    # The occurrence last recorded by mark_executed (a retried job does not count twice).
+    last_scheduled_for: int = 0
 
     # -- validation -------------------------------------------------------------------------
 

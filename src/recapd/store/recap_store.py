@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from typing import Any
 
@@ -38,17 +39,25 @@ _RECAP_FIELDS = (
     "scheduled_for",
     "skip_reason",
     "error",
+    "channel_ids",
+    "time_period",
+    "custom_instructions",
+    "prompt_tokens",
+    "completion_tokens",
 )
 
 
 def _row_to_recap(row: sa.Row[Any]) -> Recap:
     m = row._mapping
-    return Recap(**{f: m[f] for f in _RECAP_FIELDS})
+    recap = Recap(**{f: m[f] for f in _RECAP_FIELDS})
+    recap.channel_ids = list(recap.channel_ids)
+    return recap
 
 
 def _recap_to_row(r: Recap) -> dict[str, Any]:
     row = {f: getattr(r, f) for f in _RECAP_FIELDS}
     row["status"] = str(r.status)
+    row["channel_ids"] = list(r.channel_ids)
     return row
 
 
@@ -116,6 +125,19 @@ class RecapStore:
                 self.save_channel(ch, conn=c)
         return recap
 
+    def save_outcome_once(self, recap: Recap, *, conn: Connection | None = None) -> bool:
+        """Insert the outcome of an occurrence unless one exists; True when this call did."""
+        ins = (
+            self._db.insert(t)
+            .values(_recap_to_row(recap))
+            .on_conflict_do_nothing(
+                index_elements=[t.c.scheduled_recap_id, t.c.scheduled_for],
+                index_where=RECAP_IS_SCHEDULED,
+            )
+        )
+        with self._db.transaction(conn) as c:
+            return bool(c.execute(ins).rowcount)
+
     def _count_today(self, c: Connection, user_id: str, start_ms: int, end_ms: int) -> int:
         # Skipped records are outcomes, not recaps: they do not use up the daily allowance.
         # Deleted recaps still count, or deleting would reset the limit.
@@ -145,24 +167,63 @@ class RecapStore:
         day_start_ms: int,
         day_end_ms: int,
         *,
+        cooldown_ms: int = 0,
+        now_ms: int = 0,
         conn: Connection | None = None,
     ) -> Recap:
-        """Insert unless the user made `limit` recaps in the day [day_start_ms, day_end_ms).
+        """Insert unless the user made `limit` recaps in the day [day_start_ms, day_end_ms),
+        or (when `cooldown_ms` > 0) a manual recap less than `cooldown_ms` before `now_ms`.
 
         The day is the user's day in some zone; model.tz.local_day_bounds computes it. N
-        concurrent creators never exceed the limit (per-user lock around count and insert).
+        concurrent creators never exceed the limit (per-user lock around check and insert).
         """
         with self._db.transaction(conn) as c:
-            if limit >= 0:
+            if limit >= 0 or cooldown_ms > 0:
                 self._db.lock(c, f"recaps:{recap.user_id}")
-                if self._count_today(c, recap.user_id, day_start_ms, day_end_ms) >= limit:
+            if cooldown_ms > 0:
+                last = self._last_manual_create_at(c, recap.user_id)
+                wait_ms = last + cooldown_ms - now_ms
+                if last and wait_ms > 0:
                     raise AppError(
-                        "app.recap.daily_limit_reached.app_error",
-                        f"you have reached the limit of {limit} recaps per day",
-                        detailed_error=f"limit={limit}",
-                        status_code=400,
+                        "app.recap.cooldown.app_error",
+                        f"please wait {math.ceil(wait_ms / 60_000)} more minute(s) before "
+                        "asking for another recap",
+                        detailed_error=f"retry_after_ms={wait_ms}",
+                        status_code=429,
+                        params={"retry_after_seconds": math.ceil(wait_ms / 1000)},
                     )
+            if (
+                limit >= 0
+                and self._count_today(c, recap.user_id, day_start_ms, day_end_ms) >= limit
+            ):
+                raise AppError(
+                    "app.recap.daily_limit_reached.app_error",
+                    f"you have reached the limit of {limit} recaps per day",
+                    detailed_error=f"limit={limit}",
+                    status_code=400,
+                )
             return self.save(recap, conn=c)
+
+    def _last_manual_create_at(self, c: Connection, user_id: str) -> int:
+        q = sa.select(sa.func.max(t.c.create_at)).where(
+            t.c.user_id == user_id, t.c.scheduled_recap_id == ""
+        )
+        return int(c.execute(q).scalar_one() or 0)
+
+    def last_manual_create_at(self, user_id: str, *, conn: Connection | None = None) -> int:
+        """When the user last asked for a manual recap (ms; 0 if never)."""
+        with self._db.transaction(conn) as c:
+            return self._last_manual_create_at(c, user_id)
+
+    def posts_used(
+        self, user_id: str, day_start_ms: int, day_end_ms: int, *, conn: Connection | None = None
+    ) -> int:
+        """Posts read by the user's recaps created in [day_start_ms, day_end_ms)."""
+        q = sa.select(sa.func.coalesce(sa.func.sum(t.c.total_message_count), 0)).where(
+            t.c.user_id == user_id, t.c.create_at >= day_start_ms, t.c.create_at < day_end_ms
+        )
+        with self._db.transaction(conn) as c:
+            return int(c.execute(q).scalar_one())
 
     def get(
         self,
@@ -235,6 +296,7 @@ class RecapStore:
         *,
         error: str | None = None,
         total_message_count: int | None = None,
+        tokens: tuple[int, int] | None = None,
         conn: Connection | None = None,
     ) -> bool:
         """Compare-and-set: change the status only from one of `expected`. True if it changed.
@@ -246,6 +308,8 @@ class RecapStore:
             values["error"] = error
         if total_message_count is not None:
             values["total_message_count"] = total_message_count
+        if tokens is not None:
+            values["prompt_tokens"], values["completion_tokens"] = tokens
         q = (
             t.update()
             .where(

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from recapd.model.app_error import AppError
@@ -39,6 +40,9 @@ def _row_to_model(row: sa.Row[Any]) -> ScheduledRecap:
         create_at=m["create_at"],
         update_at=m["update_at"],
         delete_at=m["delete_at"],
+        consecutive_failures=m["consecutive_failures"],
+        pause_reason=m["pause_reason"],
+        last_scheduled_for=m["last_scheduled_for"],
     )
 
 
@@ -63,6 +67,9 @@ def _model_to_row(sr: ScheduledRecap) -> dict[str, Any]:
         "create_at": sr.create_at,
         "update_at": sr.update_at,
         "delete_at": sr.delete_at,
+        "consecutive_failures": sr.consecutive_failures,
+        "pause_reason": sr.pause_reason,
+        "last_scheduled_for": sr.last_scheduled_for,
     }
 
 
@@ -157,7 +164,17 @@ class ScheduledRecapStore:
         """
         new_update_at = max(sr.update_at, expected_update_at + 1)
         values = _model_to_row(sr)
-        for key in ("id", "user_id", "create_at", "delete_at", "last_run_at", "run_count"):
+        for key in (
+            "id",
+            "user_id",
+            "create_at",
+            "delete_at",
+            "last_run_at",
+            "run_count",
+            "consecutive_failures",
+            "pause_reason",
+            "last_scheduled_for",
+        ):
             values.pop(key)
         values["update_at"] = new_update_at
         q = (
@@ -191,6 +208,8 @@ class ScheduledRecapStore:
     ) -> None:
         """Pause or resume without a limit check (pausing never needs one)."""
         values: dict[str, Any] = {"enabled": enabled, "update_at": now_ms}
+        if enabled:  # resuming starts the failure count afresh
+            values.update(consecutive_failures=0, pause_reason="")
         if next_run_at is not None:
             values["next_run_at"] = next_run_at
         with self._db.transaction(conn) as c:
@@ -257,23 +276,104 @@ class ScheduledRecapStore:
         last_run_at: int,
         next_run_at: int,
         *,
+        scheduled_for: int | None = None,
+        failed: bool | None = None,
         conn: Connection | None = None,
+    ) -> ScheduledRecap | None:
+        """Record a run: last_run_at, run_count + 1, next_run_at (never moved backwards).
+
+        With `scheduled_for`, an occurrence already recorded is not counted again (a retried
+        job); with `failed`, the count of failed occurrences in a row goes up or back to 0.
+        Returns the schedule after the change, or None when nothing changed.
+        """
+        values: dict[str, Any] = {
+            "last_run_at": last_run_at,
+            "run_count": t.c.run_count + 1,
+            "next_run_at": sa.case(
+                (t.c.next_run_at < next_run_at, next_run_at), else_=t.c.next_run_at
+            ),
+        }
+        cond = [t.c.id == sr_id]
+        if scheduled_for is not None:
+            values["last_scheduled_for"] = scheduled_for
+            cond.append(t.c.last_scheduled_for != scheduled_for)
+        if failed is not None:
+            values["consecutive_failures"] = t.c.consecutive_failures + 1 if failed else 0
+        with self._db.transaction(conn) as c:
+            if c.execute(t.update().where(*cond).values(values)).rowcount == 0:
+                self.get(sr_id, include_deleted=True, conn=c)  # 404 when it does not exist
+                return None
+            return self.get(sr_id, include_deleted=True, conn=c)
+
+    def pause(
+        self, sr_id: str, reason: str, now_ms: int, *, conn: Connection | None = None
     ) -> None:
-        """Record a run: last_run_at, run_count + 1, and next_run_at (never moved backwards)."""
+        """Disable a schedule and record why (it paused itself after repeated failures)."""
         q = (
             t.update()
-            .where(t.c.id == sr_id)
-            .values(
-                last_run_at=last_run_at,
-                run_count=t.c.run_count + 1,
-                next_run_at=sa.case(
-                    (t.c.next_run_at < next_run_at, next_run_at), else_=t.c.next_run_at
-                ),
-            )
+            .where(t.c.id == sr_id, t.c.enabled == sa.true())
+            .values(enabled=False, pause_reason=reason, update_at=now_ms)
         )
         with self._db.transaction(conn) as c:
-            if c.execute(q).rowcount == 0:
-                raise _not_found(sr_id)
+            c.execute(q)
+
+    def advance(
+        self, moves: Sequence[tuple[str, int, int]], *, conn: Connection | None = None
+    ) -> set[str]:
+        """Compare-and-set next_run_at for each (id, expected, new); return the ids moved.
+
+        A schedule whose next_run_at changed meanwhile (another leader, an edit) is left
+        alone, so one occurrence is never enqueued twice by two schedulers.
+        """
+        if not moves:
+            return set()
+        with self._db.transaction(conn) as c:
+            if self._db.is_postgres:
+                q = sa.text(
+                    "UPDATE scheduled_recaps AS s SET next_run_at = d.new "
+                    "FROM unnest(:ids, :olds, :news) AS d(id, old, new) "
+                    "WHERE s.id = d.id AND s.next_run_at = d.old RETURNING s.id"
+                ).bindparams(
+                    sa.bindparam("ids", type_=postgresql.ARRAY(sa.String)),
+                    sa.bindparam("olds", type_=postgresql.ARRAY(sa.BigInteger)),
+                    sa.bindparam("news", type_=postgresql.ARRAY(sa.BigInteger)),
+                )
+                rows = c.execute(
+                    q,
+                    {
+                        "ids": [m[0] for m in moves],
+                        "olds": [m[1] for m in moves],
+                        "news": [m[2] for m in moves],
+                    },
+                )
+                return {r[0] for r in rows}
+            moved: set[str] = set()
+            upd = (
+                t.update()
+                .where(t.c.id == sa.bindparam("b_id"), t.c.next_run_at == sa.bindparam("b_old"))
+                .values(next_run_at=sa.bindparam("b_new"))
+            )
+            for sr_id, old, new in moves:
+                if c.execute(upd, {"b_id": sr_id, "b_old": old, "b_new": new}).rowcount:
+                    moved.add(sr_id)
+            return moved
+
+    def earliest_next_run_at(self, *, conn: Connection | None = None) -> int | None:
+        """The next time any live schedule falls due (the first entry of the due index)."""
+        q = sa.select(t.c.next_run_at).where(SCHEDULE_LIVE).order_by(t.c.next_run_at).limit(1)
+        with self._db.transaction(conn) as c:
+            row = c.execute(q).first()
+        return int(row[0]) if row else None
+
+    def count_due(self, now_ms: int, *, conn: Connection | None = None) -> int:
+        """Live schedules due at `now_ms` and not yet enqueued (the due backlog)."""
+        q = (
+            sa.select(sa.func.count())
+            .select_from(t)
+            .where(SCHEDULE_LIVE, t.c.next_run_at <= now_ms)
+        )
+        with self._db.transaction(conn) as c:
+            return int(c.execute(q).scalar_one())
 
     def count(self, *, conn: Connection | None = None) -> int:
         """All rows, deleted included (for status output)."""

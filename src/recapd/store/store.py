@@ -12,6 +12,7 @@ from recapd.store.job_store import JobStore
 from recapd.store.lease_store import LeaseStore
 from recapd.store.recap_store import RecapStore
 from recapd.store.scheduled_recap_store import ScheduledRecapStore
+from recapd.store.workspace_store import WorkspaceStore
 
 
 class Store:
@@ -26,6 +27,7 @@ class Store:
         self.recaps = RecapStore(db)
         self.jobs = JobStore(db)
         self.leases = LeaseStore(db)
+        self.workspace = WorkspaceStore(db)
 
     @classmethod
     def open(cls, url: str) -> Store:

@@ -50,6 +50,9 @@ scheduled_recaps = sa.Table(
     _ms("create_at"),
     _ms("update_at"),
     _ms("delete_at"),
+    sa.Column("consecutive_failures", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("pause_reason", sa.Text, nullable=False, server_default=""),
+    _ms("last_scheduled_for"),
 )
 
 # Partial-index predicates are literal SQL, written identically in the index, the migration and
@@ -90,6 +93,13 @@ recaps = sa.Table(
     _ms("scheduled_for"),
     sa.Column("skip_reason", sa.String(64), nullable=False, server_default=""),
     sa.Column("error", sa.Text, nullable=False, server_default=""),
+    # What to summarize, kept so a retry or a regenerate makes the same recap.
+    sa.Column("channel_ids", Json, nullable=False),
+    sa.Column("time_period", sa.String(32), nullable=False, server_default=""),
+    sa.Column("custom_instructions", sa.Text, nullable=False, server_default=""),
+    # Tokens the agent calls of this recap consumed (estimated for the offline agent).
+    sa.Column("prompt_tokens", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("completion_tokens", sa.Integer, nullable=False, server_default="0"),
 )
 
 RECAP_IS_SCHEDULED = sa.text("scheduled_recap_id <> ''")
@@ -153,6 +163,8 @@ jobs = sa.Table(
 
 JOB_PENDING = sa.text("status = 'pending'")
 JOB_LIVE = sa.text("status IN ('pending', 'in_progress', 'cancel_requested')")
+JOB_RUNNING = sa.text("status IN ('in_progress', 'cancel_requested')")
+JOB_FINISHED = sa.text("status IN ('success', 'error', 'canceled', 'warning')")
 
 # Claiming reads only pending rows of one type, best first.
 sa.Index(
@@ -160,12 +172,28 @@ sa.Index(
     jobs.c.type,
     jobs.c.priority.desc(),
     jobs.c.run_at,
+    jobs.c.id,
     sqlite_where=JOB_PENDING,
     postgresql_where=JOB_PENDING,
 )
-sa.Index("ix_jobs_type_status_create_at", jobs.c.type, jobs.c.status, jobs.c.create_at)
-# Wedged-job recovery and cleanup scan by status and age.
-sa.Index("ix_jobs_status_last_activity_at", jobs.c.status, jobs.c.last_activity_at)
+# Listing, newest first, all or of one type. No other index leads with (type, status): a
+# planner without fresh statistics (a burst into an empty table) must still pick ix_jobs_claim
+# for claims instead of sorting every pending row.
+sa.Index("ix_jobs_create_at", jobs.c.create_at, jobs.c.id)
+sa.Index("ix_jobs_type_create_at", jobs.c.type, jobs.c.create_at)
+# Wedged-job recovery scans running jobs by heartbeat; cleanup scans finished jobs by age.
+sa.Index(
+    "ix_jobs_running",
+    jobs.c.last_activity_at,
+    sqlite_where=JOB_RUNNING,
+    postgresql_where=JOB_RUNNING,
+)
+sa.Index(
+    "ix_jobs_finished",
+    jobs.c.last_activity_at,
+    sqlite_where=JOB_FINISHED,
+    postgresql_where=JOB_FINISHED,
+)
 # At most one live job per dedupe key, enforced by the database, not by a racy count.
 sa.Index(
     "uq_jobs_live_dedupe_key",
@@ -184,4 +212,85 @@ cluster_leases = sa.Table(
     sa.Column("term", sa.BigInteger, nullable=False),
     sa.Column("acquired_at", sa.BigInteger, nullable=False),
     sa.Column("expires_at", sa.BigInteger, nullable=False),
+)
+
+# The local chat workspace (chat/local.py and the importers), in Mattermost's shape: 26-character
+# ids, epoch-ms times, team_id "" for direct and group channels.
+users = sa.Table(
+    "users",
+    metadata,
+    _id(primary_key=True),
+    sa.Column("username", sa.String(64), nullable=False),
+    sa.Column("display_name", sa.String(255), nullable=False, server_default=""),
+    sa.Column("email", sa.String(255), nullable=False, server_default=""),
+    sa.Column("locale", sa.String(32), nullable=False, server_default="en"),
+    sa.Column("timezone", sa.String(64), nullable=False, server_default=""),
+    sa.Column("is_bot", sa.Boolean, nullable=False, server_default=sa.false()),
+    _ms("create_at"),
+    _ms("delete_at"),
+)
+sa.Index("uq_users_username", users.c.username, unique=True)
+
+teams = sa.Table(
+    "teams",
+    metadata,
+    _id(primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("display_name", sa.String(255), nullable=False, server_default=""),
+    _ms("create_at"),
+    _ms("delete_at"),
+)
+sa.Index("uq_teams_name", teams.c.name, unique=True)
+
+channels = sa.Table(
+    "channels",
+    metadata,
+    _id(primary_key=True),
+    sa.Column("team_id", sa.String(26), nullable=False, server_default=""),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("display_name", sa.String(255), nullable=False, server_default=""),
+    sa.Column("type", sa.String(8), nullable=False, server_default="O"),
+    sa.Column("header", sa.Text, nullable=False, server_default=""),
+    sa.Column("purpose", sa.Text, nullable=False, server_default=""),
+    _ms("create_at"),
+    _ms("delete_at"),
+)
+sa.Index("uq_channels_team_id_name", channels.c.team_id, channels.c.name, unique=True)
+
+channel_members = sa.Table(
+    "channel_members",
+    metadata,
+    _id("channel_id", primary_key=True),
+    _id("user_id", primary_key=True),
+    _ms("last_viewed_at"),
+    _ms("create_at"),
+)
+sa.Index("ix_channel_members_user_id", channel_members.c.user_id)
+
+posts = sa.Table(
+    "posts",
+    metadata,
+    _id(primary_key=True),
+    _id("channel_id", nullable=False),
+    _id("user_id", nullable=False),
+    _id("root_id", nullable=False, server_default=""),
+    sa.Column("message", sa.Text, nullable=False, server_default=""),
+    sa.Column("type", sa.String(64), nullable=False, server_default=""),
+    sa.Column("props", Json, nullable=False),
+    _ms("create_at"),
+    _ms("update_at"),
+    _ms("edit_at"),
+    _ms("delete_at"),
+)
+# Windowed paging walks one channel in (create_at, id) order with a keyset cursor.
+sa.Index("ix_posts_channel_id_create_at_id", posts.c.channel_id, posts.c.create_at, posts.c.id)
+sa.Index("ix_posts_root_id", posts.c.root_id)
+
+reactions = sa.Table(
+    "reactions",
+    metadata,
+    _id("post_id", primary_key=True),
+    _id("user_id", primary_key=True),
+    sa.Column("emoji_name", sa.String(64), primary_key=True),
+    _ms("create_at"),
 )

@@ -76,6 +76,11 @@ def upgrade() -> None:
         _ms("scheduled_for"),
         sa.Column("skip_reason", sa.String(64), nullable=False, server_default=""),
         sa.Column("error", sa.Text, nullable=False, server_default=""),
+        sa.Column("channel_ids", Json, nullable=False),
+        sa.Column("time_period", sa.String(32), nullable=False, server_default=""),
+        sa.Column("custom_instructions", sa.Text, nullable=False, server_default=""),
+        sa.Column("prompt_tokens", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("completion_tokens", sa.Integer, nullable=False, server_default="0"),
         sa.PrimaryKeyConstraint("id", name="pk_recaps"),
     )
     op.create_index("ix_recaps_user_id_create_at", "recaps", ["user_id", "create_at"])
@@ -139,12 +144,28 @@ def upgrade() -> None:
     op.create_index(
         "ix_jobs_claim",
         "jobs",
-        ["type", sa.text("priority DESC"), "run_at"],
+        ["type", sa.text("priority DESC"), "run_at", "id"],
         sqlite_where=pending,
         postgresql_where=pending,
     )
-    op.create_index("ix_jobs_type_status_create_at", "jobs", ["type", "status", "create_at"])
-    op.create_index("ix_jobs_status_last_activity_at", "jobs", ["status", "last_activity_at"])
+    op.create_index("ix_jobs_create_at", "jobs", ["create_at", "id"])
+    op.create_index("ix_jobs_type_create_at", "jobs", ["type", "create_at"])
+    running = sa.text("status IN ('in_progress', 'cancel_requested')")
+    op.create_index(
+        "ix_jobs_running",
+        "jobs",
+        ["last_activity_at"],
+        sqlite_where=running,
+        postgresql_where=running,
+    )
+    finished = sa.text("status IN ('success', 'error', 'canceled', 'warning')")
+    op.create_index(
+        "ix_jobs_finished",
+        "jobs",
+        ["last_activity_at"],
+        sqlite_where=finished,
+        postgresql_where=finished,
+    )
     live = sa.text("status IN ('pending', 'in_progress', 'cancel_requested')")
     op.create_index(
         "uq_jobs_live_dedupe_key",

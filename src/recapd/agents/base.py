@@ -1,0 +1,104 @@
+"""The Agent protocol and the data that crosses it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from recapd.model.recap import ActionItem, Highlight
+
+
+def estimate_tokens(text: str) -> int:
+    """A conservative token estimate: one token per 4 bytes of UTF-8, as the original."""
+    return math.ceil(len(text.encode("utf-8")) / 4)
+
+
+@dataclass(slots=True)
+class AgentPost:
+    """One post as an agent sees it: fenced, untrusted text plus the signals ranking uses."""
+
+    id: str
+    author: str  # username, without "@"
+    create_at: int
+    message: str
+    root_id: str = ""
+    reply_count: int = 0
+    reaction_count: int = 0
+    # True for a thread root included only to give context to replies in the window.
+    context_only: bool = False
+
+
+@dataclass(slots=True)
+class TokenUsage:
+    """Tokens an agent call consumed."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+        )
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(slots=True)
+class AgentResult:
+    """Highlights and action items citing post ids, and what the call cost."""
+
+    highlights: list[Highlight] = field(default_factory=list)
+    action_items: list[ActionItem] = field(default_factory=list)
+    usage: TokenUsage = field(default_factory=TokenUsage)
+
+
+@dataclass(slots=True)
+class SummarizeRequest:
+    """Summarize one channel's posts (or one part of them, in a map-reduce) for a reader."""
+
+    channel_id: str
+    channel_name: str
+    posts: list[AgentPost]
+    reader_id: str
+    reader_username: str
+    custom_instructions: str = ""
+    language: str = "en"
+    # 1-based part number and count when the window was split; (1, 1) when it was not.
+    part: int = 1
+    parts: int = 1
+
+
+@dataclass(slots=True)
+class MergeRequest:
+    """Merge the partial results of a split window into one result for the channel."""
+
+    channel_id: str
+    channel_name: str
+    partials: list[AgentResult]
+    reader_id: str
+    reader_username: str
+    custom_instructions: str = ""
+    language: str = "en"
+
+
+class AgentError(Exception):
+    """An agent call failed; `retryable` says whether trying again later may help."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class Agent(Protocol):
+    """A summarizer. `context_tokens` bounds the size of one request's posts."""
+
+    id: str
+    context_tokens: int
+
+    async def summarize(self, request: SummarizeRequest) -> AgentResult: ...
+
+    async def merge(self, request: MergeRequest) -> AgentResult: ...

@@ -1,0 +1,1 @@
+"""Telling the user: recaps rendered as text, direct messages, webhooks, live page events."""

@@ -1,0 +1,1 @@
+"""The recap job type: makes one recap."""

@@ -1,0 +1,1 @@
+"""The scheduled_recap job type: the seed's scheduler and worker."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -139,3 +140,57 @@ def test_recap_for_an_unknown_channel_is_a_clear_error(tmp_path: Path) -> None:
     out = recapd("recap", "create", "--user", "nobody", "--channel", "x", cwd=tmp_path)
     assert out.returncode == 1
     assert out.stderr.startswith("error: store.sql_workspace.get_user")
+
+
+def test_schedules_commands(tmp_path: Path) -> None:
+    log = DATA / "irc" / "mediawiki.1.head300.ascii.txt"
+    recapd("import", "log", str(log), "--channel", "mediawiki", cwd=tmp_path)
+    out = recapd(
+        "schedules",
+        "create",
+        "--user",
+        "bd808",
+        "--title",
+        "Morning",
+        "--days",
+        "mon,wed",
+        "--time",
+        "07:30",
+        "--timezone",
+        "Asia/Kathmandu",
+        "--channel",
+        "mediawiki",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "mon,wed 07:30" in out.stdout and "+0545" in out.stdout  # next run in its zone
+    found = re.findall(r"\b[a-z0-9]{26}\b", out.stdout)
+    assert len(found) == 1
+    sr_id = found[0]
+    for action, expected in (("pause", "paused"), ("resume", "on"), ("run-now", "queued")):
+        out = recapd("schedules", action, sr_id, "--user", "bd808", cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        assert expected in out.stdout
+    out = recapd("schedules", "show", sr_id, "--user", "bd808", cwd=tmp_path)
+    assert "Morning" in out.stdout
+    out = recapd("schedules", "delete", sr_id, "--user", "bd808", cwd=tmp_path)
+    assert "deleted" in out.stdout
+    out = recapd("schedules", "show", sr_id, "--user", "bd808", cwd=tmp_path)
+    assert out.returncode == 1 and "not_found" in out.stderr
+    out = recapd(
+        "schedules",
+        "create",
+        "--user",
+        "bd808",
+        "--title",
+        "Bad",
+        "--time",
+        "25:00",
+        "--timezone",
+        "UTC",
+        "--channel",
+        "mediawiki",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 1
+    assert "model.scheduled_recap.is_valid.time_of_day.app_error" in out.stderr

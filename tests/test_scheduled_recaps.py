@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from recapd.app.recovery import StuckRecapRecovery
 from recapd.clock import FakeClock
 from recapd.jobs.scheduled_recap.scheduler import (
     DrainReport,
@@ -17,8 +18,8 @@ from recapd.jobs.scheduled_recap.scheduler import (
 )
 from recapd.jobs.worker import WorkerPool
 from recapd.model.app_error import AppError
-from recapd.model.job import ALL_JOB_TYPES, JobType
-from recapd.model.recap import Recap
+from recapd.model.job import ALL_JOB_TYPES, JobStatus, JobType
+from recapd.model.recap import Recap, RecapStatus
 from recapd.model.scheduled_recap import ScheduledRecap
 from recapd.model.tz import load_zone
 from recapd.runtime import Runtime
@@ -402,3 +403,30 @@ def test_use_cases_validation_ownership_limits_and_run_now(store: Store) -> None
     assert [r.status for r in outcomes(store, second.id)] == ["completed"]
     got = store.scheduled_recaps.get(second.id)
     assert (got.next_run_at, got.run_count, got.enabled) == (before, 1, True)
+
+
+def test_a_recap_left_processing_without_a_live_job_is_failed_with_a_reason(
+    store: Store,
+) -> None:
+    ws = team_workspace(store)
+    clock = FakeClock(ms("UTC", 2026, 9, 21, 8, 0))
+    rt = runtime_for(store, clock)
+    alice = ws.users["alice"].id
+    stuck = asyncio.run(rt.recaps.create(alice, title="s", channel_ids=[ws.channels["dev"].id]))
+    store.recaps.update_status(
+        stuck.id, RecapStatus.PROCESSING, [RecapStatus.PENDING], clock.now_ms()
+    )
+    alive = asyncio.run(rt.recaps.create(alice, title="a", channel_ids=[ws.channels["ops"].id]))
+    store.recaps.update_status(
+        alive.id, RecapStatus.PROCESSING, [RecapStatus.PENDING], clock.now_ms()
+    )
+    # The first recap's job ended in error (its node died on the last attempt).
+    job = next(j for j in store.jobs.list_page() if j.data["recap_id"] == stuck.id)
+    store.jobs.update_status(job.id, JobStatus.ERROR, [JobStatus.PENDING], clock.now_ms())
+    sweeper = StuckRecapRecovery(store)
+    assert sweeper.sweep(clock.now_ms() - 1, clock.now_ms()) == 0  # not old enough yet
+    clock.advance(10 * 60_000)
+    assert sweeper.sweep(clock.now_ms() - 60_000, clock.now_ms()) == 1
+    got = store.recaps.get(stuck.id)
+    assert got.status == "failed" and "interrupted" in got.error
+    assert store.recaps.get(alive.id).status == "processing"  # its job is still live

@@ -11,7 +11,7 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import typer
 from rich.console import Console
@@ -29,6 +29,8 @@ from recapd.model.app_error import AppError
 from recapd.model.chat import Channel, User
 from recapd.model.job import Job, JobStatus
 from recapd.model.recap import Recap, RecapStatus
+from recapd.model.scheduled_recap import ScheduledRecap
+from recapd.model.tz import load_zone
 from recapd.runtime import Runtime
 from recapd.store import migrate as migrations
 from recapd.store.store import Store
@@ -485,3 +487,187 @@ def recap_show(
         raise _fail(exc) from exc
     finally:
         runtime.close()
+
+
+# -- schedules ------------------------------------------------------------------------------
+
+schedules_app = typer.Typer(help="Scheduled recaps.", no_args_is_help=True)
+app.add_typer(schedules_app, name="schedules")
+
+_DAY_NAMES = {"sun": 1, "mon": 2, "tue": 4, "wed": 8, "thu": 16, "fri": 32, "sat": 64}
+_DAY_SETS = {"weekdays": 62, "weekends": 65, "everyday": 127, "daily": 127}
+
+
+def parse_days(text: str) -> int:
+    """'mon,wed,fri', 'weekdays', 'everyday' or a bitmask (Sunday=1 ... Saturday=64)."""
+    text = text.strip().lower()
+    if text.isdigit():
+        return int(text)
+    if text in _DAY_SETS:
+        return _DAY_SETS[text]
+    mask = 0
+    for part in text.split(","):
+        bit = _DAY_NAMES.get(part.strip()[:3])
+        if bit is None:
+            raise typer.BadParameter(f"{part!r}: use mon..sun, weekdays, everyday or a bitmask")
+        mask |= bit
+    return mask
+
+
+def _days_text(mask: int) -> str:
+    for name, value in _DAY_SETS.items():
+        if mask == value:
+            return name
+    return ",".join(n for n, bit in _DAY_NAMES.items() if mask & bit)
+
+
+def _when_in(ms: int, zone: str) -> str:
+    if not ms:
+        return "-"
+    local = dt.datetime.fromtimestamp(ms / 1000, load_zone(zone))
+    return f"{local:%a %Y-%m-%d %H:%M %Z}\n{_when(ms)} UTC"
+
+
+def _schedules_table(items: list[ScheduledRecap]) -> Table:
+    table = Table(title="Scheduled recaps")
+    table.add_column("id", no_wrap=True)
+    for col in ("title", "when", "next run", "runs", "state"):
+        table.add_column(col)
+    for sr in items:
+        state = "on" if sr.enabled else f"paused {sr.pause_reason}".strip()
+        when = f"{_days_text(sr.days_of_week)} {sr.time_of_day}\n{sr.timezone}"
+        if not sr.is_recurring:
+            when += "\n(once)"
+        table.add_row(
+            sr.id,
+            sr.title,
+            when,
+            _when_in(sr.next_run_at, sr.timezone) if sr.enabled else "-",
+            str(sr.run_count),
+            state,
+        )
+    return table
+
+
+def _with_runtime(ctx: typer.Context, do: Callable[[Runtime], None]) -> None:
+    settings = _settings(ctx)
+    runtime = Runtime.build(settings)
+    try:
+        migrations.upgrade(runtime.store.db)
+        do(runtime)
+    except AppError as exc:
+        raise _fail(exc) from exc
+    finally:
+        runtime.close()
+
+
+@schedules_app.command("create")
+def schedules_create(
+    ctx: typer.Context,
+    user: str = typer.Option(..., "--user", help="Username or id of the reader."),
+    title: str = typer.Option(..., help="Title of the recaps."),
+    days: str = typer.Option("weekdays", help="mon,wed,fri | weekdays | everyday | bitmask."),
+    time_of_day: str = typer.Option("09:00", "--time", help="HH:MM, 24-hour, in --timezone."),
+    timezone: str = typer.Option(..., help="IANA zone, e.g. Europe/Paris."),
+    period: str = typer.Option("since_last_read", help="last_24h | last_week | since_last_read"),
+    channel: list[str] = typer.Option([], "--channel", help="Channel: id, team/name or name."),
+    all_unreads: bool = typer.Option(False, "--all-unreads", help="Every unread channel."),
+    agent: str = typer.Option("", help="Agent id (default: the default agent)."),
+    instructions: str = typer.Option("", help="Custom instructions for the agent."),
+    once: bool = typer.Option(False, "--once", help="Run once, then disable."),
+) -> None:
+    """Create a scheduled recap."""
+
+    def do(rt: Runtime) -> None:
+        reader = _resolve_user(rt.store, user)
+        fields: dict[str, Any] = {
+            "title": title,
+            "days_of_week": parse_days(days),
+            "time_of_day": time_of_day,
+            "timezone": timezone,
+            "time_period": period,
+            "channel_mode": "all_unreads" if all_unreads else "specific",
+            "channel_ids": [_resolve_channel(rt.store, c).id for c in channel],
+            "custom_instructions": instructions,
+            "is_recurring": not once,
+        }
+        if agent:
+            fields["agent_id"] = agent
+        sr = asyncio.run(rt.schedules.create(reader.id, fields))
+        console.print(_schedules_table([sr]))
+
+    _with_runtime(ctx, do)
+
+
+@schedules_app.command("list")
+def schedules_list(
+    ctx: typer.Context, user: str = typer.Option(..., "--user", help="Username or id.")
+) -> None:
+    """The user's scheduled recaps, next run in each schedule's zone and in UTC."""
+
+    def do(rt: Runtime) -> None:
+        reader = _resolve_user(rt.store, user)
+        console.print(_schedules_table(asyncio.run(rt.schedules.list_for_user(reader.id, 0, 200))))
+
+    _with_runtime(ctx, do)
+
+
+def _schedule_action(ctx: typer.Context, user: str, sr_id: str, action: str) -> None:
+    def do(rt: Runtime) -> None:
+        reader = _resolve_user(rt.store, user)
+        svc = rt.schedules
+        if action == "show":
+            sr = asyncio.run(svc.get(reader.id, sr_id))
+        elif action == "pause":
+            sr = asyncio.run(svc.pause(reader.id, sr_id))
+        elif action == "resume":
+            sr = asyncio.run(svc.resume(reader.id, sr_id))
+        elif action == "delete":
+            asyncio.run(svc.delete(reader.id, sr_id))
+            console.print(f"scheduled recap {sr_id} deleted")
+            return
+        else:
+            job = asyncio.run(svc.run_now(reader.id, sr_id))
+            console.print(f"run now: job {job.id} queued; a running `recapd worker` makes it")
+            return
+        console.print(_schedules_table([sr]))
+
+    _with_runtime(ctx, do)
+
+
+@schedules_app.command("show")
+def schedules_show(ctx: typer.Context, sr_id: str, user: str = typer.Option(..., "--user")) -> None:
+    """One scheduled recap."""
+    _schedule_action(ctx, user, sr_id, "show")
+
+
+@schedules_app.command("pause")
+def schedules_pause(
+    ctx: typer.Context, sr_id: str, user: str = typer.Option(..., "--user")
+) -> None:
+    """Stop running it until resumed."""
+    _schedule_action(ctx, user, sr_id, "pause")
+
+
+@schedules_app.command("resume")
+def schedules_resume(
+    ctx: typer.Context, sr_id: str, user: str = typer.Option(..., "--user")
+) -> None:
+    """Run it again from its next occurrence (within the limit of live schedules)."""
+    _schedule_action(ctx, user, sr_id, "resume")
+
+
+@schedules_app.command("delete")
+def schedules_delete(
+    ctx: typer.Context, sr_id: str, user: str = typer.Option(..., "--user")
+) -> None:
+    """Delete it."""
+    _schedule_action(ctx, user, sr_id, "delete")
+
+
+@schedules_app.command("run-now")
+def schedules_run_now(
+    ctx: typer.Context, sr_id: str, user: str = typer.Option(..., "--user")
+) -> None:
+    """An extra run now; the timetable does not move."""
+    _schedule_action(ctx, user, sr_id, "run-now")

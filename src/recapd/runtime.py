@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from recapd.app.agents import AgentPool
 from recapd.app.recaps import RecapService
+from recapd.app.recovery import StuckRecapRecovery
 from recapd.app.scheduled_recaps import ScheduledRecapService
 from recapd.chat.local import LocalChatSource
 from recapd.clock import Clock, SystemClock
@@ -53,6 +54,7 @@ class Runtime:
         jobs.register_worker(make_recap_worker(recaps))
         jobs.register_worker(make_scheduled_recap_worker(schedules))
         jobs.register_scheduler(ScheduledRecapScheduler(store, jobs))
+        jobs.register_scheduler(StuckRecapRecovery(store))
         return cls(settings, store, jobs, chat, agents, recaps, schedules)
 
     def apply_settings(self, settings: Settings) -> None:

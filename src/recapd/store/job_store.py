@@ -156,6 +156,14 @@ class JobStore:
                 self._notify(c, [j.type for j in new_jobs])
             return created
 
+    def live_keys(self, keys: Sequence[str], *, conn: Connection | None = None) -> set[str]:
+        """The dedupe keys among `keys` that a live job holds."""
+        if not keys:
+            return set()
+        q = sa.select(t.c.dedupe_key).where(t.c.dedupe_key.in_(list(keys)), JOB_LIVE)
+        with self._db.transaction(conn) as c:
+            return {r[0] for r in c.execute(q)}
+
     def get(self, job_id: str, *, conn: Connection | None = None) -> Job:
         """The job; AppError 404 when missing."""
         with self._db.transaction(conn) as c:

@@ -377,12 +377,21 @@ class RecapStore:
             c.execute(tc.delete().where(tc.c.recap_id == recap_id))
 
     def list_by_status(
-        self, status: RecapStatus, limit: int = 100, *, conn: Connection | None = None
+        self,
+        status: RecapStatus,
+        limit: int = 100,
+        *,
+        updated_before: int | None = None,
+        conn: Connection | None = None,
     ) -> list[Recap]:
         """Recaps in a status, oldest update first (recovery looks for stuck ones)."""
         q = (
             sa.select(t)
-            .where(t.c.status == status.value, t.c.delete_at == 0)
+            .where(
+                t.c.status == status.value,
+                t.c.delete_at == 0,
+                t.c.update_at < (updated_before if updated_before is not None else 2**62),
+            )
             .order_by(t.c.update_at, t.c.id)
             .limit(limit)
         )

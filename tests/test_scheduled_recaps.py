@@ -8,14 +8,17 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from recapd.app.recovery import StuckRecapRecovery
 from recapd.clock import FakeClock
+from recapd.jobs.leader import StaticLeadership
 from recapd.jobs.scheduled_recap.scheduler import (
     DrainReport,
     ScheduledRecapScheduler,
     plan_occurrences,
 )
+from recapd.jobs.scheduler import SchedulerContext
 from recapd.jobs.worker import WorkerPool
 from recapd.model.app_error import AppError
 from recapd.model.job import ALL_JOB_TYPES, JobStatus, JobType
@@ -430,3 +433,35 @@ def test_a_recap_left_processing_without_a_live_job_is_failed_with_a_reason(
     got = store.recaps.get(stuck.id)
     assert got.status == "failed" and "interrupted" in got.error
     assert store.recaps.get(alive.id).status == "processing"  # its job is still live
+
+
+def test_metrics_count_outcomes_backlog_and_start_delay(store: Store) -> None:
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    ws = team_workspace(store)
+    clock = FakeClock(ms("UTC", 2026, 9, 21, 8, 0))
+    rt = runtime_for(store, clock)
+    before_done = value("recapd_scheduled_recap_outcomes_total", kind="completed")
+    before_deleted = value("recapd_scheduled_recap_outcomes_total", kind="skipped_deleted")
+    before_count = value("recapd_scheduled_recap_start_delay_seconds_count")
+    create(rt, ws, timezone="UTC")
+    gone = create(rt, ws, timezone="UTC", title="Gone")
+    clock.set(ms("UTC", 2026, 9, 21, 9, 0) + 1500)
+    sched = scheduler_of(rt)
+    ctx_now = clock.now_ms()
+    asyncio.run(sched.schedule_job(_ctx(rt, ctx_now)))
+    assert value("recapd_scheduled_recaps_due_backlog") == 2.0
+    asyncio.run(rt.schedules.delete(ws.users["alice"].id, gone.id))
+    asyncio.run(run_jobs(pool_of(rt)))
+    assert value("recapd_scheduled_recap_outcomes_total", kind="completed") == before_done + 1
+    assert (
+        value("recapd_scheduled_recap_outcomes_total", kind="skipped_deleted") == before_deleted + 1
+    )
+    assert value("recapd_scheduled_recap_start_delay_seconds_count") == before_count + 1
+
+
+def _ctx(rt: Runtime, now_ms: int) -> SchedulerContext:
+    return SchedulerContext(
+        now_ms=now_ms, term=1, jobs=rt.jobs, leadership=StaticLeadership(), settings=rt.settings
+    )

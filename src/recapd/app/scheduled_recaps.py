@@ -15,6 +15,7 @@ from recapd.config import Settings
 from recapd.jobs.scheduled_recap.scheduler import occurrence_key
 from recapd.jobs.scheduled_recap.worker import ProgressFn
 from recapd.jobs.server import JobServer
+from recapd.metrics import SCHEDULE_OUTCOMES, SCHEDULE_START_DELAY
 from recapd.model.app_error import AppError
 from recapd.model.ids import new_id
 from recapd.model.job import Job, JobType
@@ -219,7 +220,8 @@ class ScheduledRecapService:
             channel_ids=list(sr.channel_ids),
             time_period=sr.time_period,
         )
-        self.store.recaps.save_outcome_once(record)
+        if self.store.recaps.save_outcome_once(record):
+            SCHEDULE_OUTCOMES.labels(_outcome_kind(record)).inc()
         found = self.store.recaps.get_by_occurrence(sr.id, scheduled_for)
         assert found is not None  # just inserted, or an earlier outcome that won
         return found
@@ -305,6 +307,8 @@ class ScheduledRecapService:
                 )
                 return
         recap = await self.create_recap_from_schedule(sr, scheduled_for)
+        if recap.status == RecapStatus.PENDING:
+            SCHEDULE_START_DELAY.observe(max(0, self.clock.now_ms() - scheduled_for) / 1000)
         if recap.status in (RecapStatus.PENDING, RecapStatus.PROCESSING):
             try:
                 await self.recaps.process_recap(recap.id, progress)
@@ -317,6 +321,8 @@ class ScheduledRecapService:
             raise RuntimeError(f"recap {recap.id} is still {recap.status}; retrying")
         failed = None if recap.status == RecapStatus.SKIPPED else recap.status == "failed"
         await asyncio.to_thread(self._bookkeeping, sr, scheduled_for, run_now, failed)
+        if recap.status != RecapStatus.SKIPPED:  # skipped records count when they are made
+            SCHEDULE_OUTCOMES.labels(_outcome_kind(recap)).inc()
 
     def _bookkeeping(
         self, sr: ScheduledRecap, scheduled_for: int, run_now: bool, failed: bool | None
@@ -345,6 +351,12 @@ class ScheduledRecapService:
                     now,
                     conn=conn,
                 )
+
+
+def _outcome_kind(recap: Recap) -> str:
+    if recap.status == RecapStatus.SKIPPED:
+        return f"skipped_{recap.skip_reason}"
+    return str(recap.status)
 
 
 def _not_found(sr_id: str) -> AppError:

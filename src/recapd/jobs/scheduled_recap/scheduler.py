@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 
 from recapd.config import Settings
 from recapd.jobs.scheduler import Scheduler, SchedulerContext
+from recapd.metrics import SCHEDULE_DUE_BACKLOG
 from recapd.model.ids import new_id
 from recapd.model.job import JobType
 from recapd.model.recap import Recap, RecapStatus, SkipReason
@@ -111,6 +112,8 @@ class ScheduledRecapScheduler(Scheduler):
         return now_ms + int(settings.jobs.scheduler_poll_interval_seconds * 1000)
 
     async def schedule_job(self, ctx: SchedulerContext) -> None:
+        backlog = await asyncio.to_thread(self.store.scheduled_recaps.count_due, ctx.now_ms)
+        SCHEDULE_DUE_BACKLOG.set(backlog)
         report = await asyncio.to_thread(
             self.drain, ctx.now_ms, ctx.term, ctx.settings, lambda: ctx.still_leader
         )

@@ -8,6 +8,7 @@ import os
 
 import sqlalchemy as sa
 
+from recapd.jobs.leader import StaticLeadership
 from recapd.jobs.server import JobServer
 from recapd.jobs.worker import JobContext, WorkerSpec
 
@@ -40,3 +41,8 @@ def register(server: JobServer) -> None:
         await asyncio.to_thread(write, str(ctx.job.data["key"]))
 
     server.register_worker(WorkerSpec(CLUSTER_JOB, handler, concurrency=20))
+
+
+def force_leader(server: JobServer) -> None:
+    """Make this node act as leader whatever the lease says (split-brain tests)."""
+    server.set_leadership(StaticLeadership(term=1))

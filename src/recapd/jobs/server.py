@@ -92,6 +92,11 @@ class JobServer:
                 )
         return self._leadership
 
+    def set_leadership(self, leadership: Leadership) -> None:
+        """Use this leadership instead of the elected one (before run(); tests force two
+        leaders at once with it)."""
+        self._leadership = leadership
+
     # -- creating jobs ------------------------------------------------------------------------
 
     def _new_job(

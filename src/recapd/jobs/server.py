@@ -155,7 +155,7 @@ class JobServer:
         job = self._new_job(job_type, data, priority, run_at, term or 0)
         job.dedupe_key = dedupe_key
         with self.store.db.transaction(conn) as c:
-            self._check_fence(c, term)
+            self.check_fence(c, term)
             saved, created = self.store.jobs.save_once(job, conn=c)
         if created:
             self.wakeups.notify(job_type)
@@ -177,13 +177,19 @@ class JobServer:
             job.dedupe_key = key
             new.append(job)
         with self.store.db.transaction(conn) as c:
-            self._check_fence(c, term)
+            self.check_fence(c, term)
             created = self.store.jobs.save_many_once(new, conn=c)
         if created:
             self.wakeups.notify(job_type)
         return created
 
-    def _check_fence(self, conn: Connection, term: int | None) -> None:
+    def notify(self, job_type: str) -> None:
+        """Wake this node's pool of `job_type` (jobs written outside create_job*)."""
+        self.wakeups.notify(job_type)
+
+    def check_fence(self, conn: Connection, term: int | None) -> None:
+        """Refuse (AppError 409) unless `term` still holds the leader lease, inside `conn`'s
+        transaction; no-op without a term or without an elected leadership."""
         leadership = self.leadership
         if term is None or not isinstance(leadership, LeaderElector):
             return

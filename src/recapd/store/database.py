@@ -108,8 +108,16 @@ class Database:
             return postgresql.insert(table)
         return sqlite.insert(table)
 
-    def copy_rows(self, conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
-        """Bulk-load rows with PostgreSQL's COPY inside the caller's transaction.
+    def copy_rows(
+        self,
+        conn: Connection,
+        table: sa.Table,
+        rows: Sequence[dict[str, Any]],
+        *,
+        into: str | None = None,
+    ) -> None:
+        """Bulk-load rows of `table` with PostgreSQL's COPY inside the caller's transaction
+        (into the table named `into` instead, e.g. a staging copy, when given).
 
         JSON columns are sent as JSON text; None becomes NULL.
         """
@@ -123,7 +131,8 @@ class Database:
         if raw is None:
             raise RuntimeError("no driver connection")
         names = ", ".join(f'"{c}"' for c in cols)
-        with raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
+        target = into or table.name
+        with raw.cursor() as cur, cur.copy(f'COPY "{target}" ({names}) FROM STDIN') as copy:
             for row in rows:
                 copy.write_row([json.dumps(row[c]) if c in json_cols else row[c] for c in cols])
 

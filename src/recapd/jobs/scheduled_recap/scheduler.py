@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy.engine import Connection
@@ -24,6 +24,7 @@ from recapd.model.ids import new_id
 from recapd.model.job import JobType
 from recapd.model.recap import Recap, RecapStatus, SkipReason
 from recapd.model.scheduled_recap import ScheduledRecap
+from recapd.store.due_drain import GroupPlan, advance_and_enqueue, due_groups
 from recapd.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,9 @@ MAX_MISSED_WALK = 500
 
 
 class JobEnqueuer(Protocol):
-    """The JobServer method the scheduler uses."""
+    """The JobServer methods the scheduler uses."""
+
+    def check_fence(self, conn: Connection, term: int | None) -> None: ...
 
     def create_jobs_once(
         self,
@@ -44,6 +47,8 @@ class JobEnqueuer(Protocol):
         term: int | None = None,
         conn: Connection | None = None,
     ) -> int: ...
+
+    def notify(self, job_type: str) -> None: ...
 
 
 def occurrence_key(scheduled_recap_id: str, scheduled_for: int) -> str:
@@ -89,7 +94,6 @@ class DrainReport:
     missed_records: int = 0
     batches: int = 0
     skipped_by_cas: int = 0
-    scheduled_for: list[int] = field(default_factory=list)
 
 
 class ScheduledRecapScheduler(Scheduler):
@@ -138,6 +142,9 @@ class ScheduledRecapScheduler(Scheduler):
         """Enqueue every occurrence due at `now_ms`, batch by batch, while still leading."""
         grace_ms = settings.ai_recaps.misfire_grace_seconds * 1000
         report = DrainReport()
+        self._drain_groups(now_ms, term, grace_ms, still_leader, report)
+        # What is left: schedules with missed occurrences (an outage), and any whose
+        # next_run_at changed under the set-based pass. They go row by row.
         cursor: tuple[int, str] | None = None
         while still_leader():
             with self.store.transaction() as conn:
@@ -152,6 +159,48 @@ class ScheduledRecapScheduler(Scheduler):
             if len(due) < self.batch_size:
                 break
         return report
+
+    def _drain_groups(
+        self,
+        now_ms: int,
+        term: int | None,
+        grace_ms: int,
+        still_leader: Callable[[], bool],
+        report: DrainReport,
+    ) -> None:
+        """The common case set-based: plan once per group of identical schedules, then let the
+        database advance and enqueue the rows, a batch per transaction."""
+        with self.store.transaction() as conn:
+            groups = due_groups(self.store.db, now_ms, conn=conn)
+        plans = []
+        for (days, time_of_day, zone, next_run_at), _count in groups:
+            probe = ScheduledRecap(
+                days_of_week=days, time_of_day=time_of_day, timezone=zone, next_run_at=next_run_at
+            )
+            plan = plan_occurrences(probe, now_ms, grace_ms)
+            if plan.run is not None and not plan.missed:
+                plans.append(
+                    GroupPlan(days, time_of_day, zone, next_run_at, plan.next_run_at, plan.run)
+                )
+        while plans and still_leader():
+            with self.store.transaction() as conn:
+                self.jobs.check_fence(conn, term)
+                moved, created = advance_and_enqueue(
+                    self.store.db,
+                    plans,
+                    JobType.SCHEDULED_RECAP,
+                    now_ms,
+                    term or 0,
+                    self.batch_size,
+                    conn=conn,
+                )
+            report.batches += 1
+            report.schedules += moved
+            report.enqueued += created
+            if created:
+                self.jobs.notify(JobType.SCHEDULED_RECAP)
+            if moved < self.batch_size:
+                break
 
     def _enqueue_batch(
         self,
@@ -175,7 +224,6 @@ class ScheduledRecapScheduler(Scheduler):
             report.schedules += 1
             if plan.run is not None:
                 items.append((_job_data(sr, plan.run), occurrence_key(sr.id, plan.run)))
-                report.scheduled_for.append(plan.run)
             if plan.missed:
                 self.store.recaps.save_outcome_once(_missed_record(sr, plan, now_ms), conn=conn)
                 report.missed_records += 1

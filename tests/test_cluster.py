@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,63 +21,13 @@ from recapd.model.job import Job, JobStatus
 from recapd.store.store import Store
 from tests.cluster_ext import CLUSTER_JOB, EFFECTS_DDL
 from tests.jobhelpers import job_settings
+from tests.processes import WorkerProcess
 
 pytestmark = [pytest.mark.cluster, pytest.mark.postgres_only]
 
-ROOT = Path(__file__).resolve().parent.parent
-LEASE_TTL_S = 2.0
+LEASE_TTL_S = 2.0  # as tests.processes.FAST_JOBS sets them
 RENEW_S = 0.4
-
-
-class Node:
-    """One `recapd worker` process."""
-
-    def __init__(self, url: str, node_id: str, log_dir: Path) -> None:
-        self.node_id = node_id
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RECAPD_")}
-        env.update(
-            RECAPD_DATABASE_URL=url,
-            RECAPD_JOBS__POLL_INTERVAL_SECONDS="0.5",
-            RECAPD_JOBS__HEARTBEAT_INTERVAL_SECONDS="0.5",
-            RECAPD_JOBS__WEDGED_JOB_TIMEOUT_SECONDS="3",
-            RECAPD_JOBS__LEASE_TTL_SECONDS=str(LEASE_TTL_S),
-            RECAPD_JOBS__LEASE_RENEW_INTERVAL_SECONDS=str(RENEW_S),
-            RECAPD_JOBS__MAX_ATTEMPTS="20",
-            RECAPD_JOBS__RETRY_BASE_SECONDS="0.1",
-            PYTHONPATH=str(ROOT),
-        )
-        self.log = (log_dir / f"{node_id}.log").open("w")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "recapd",
-                "worker",
-                "--node-id",
-                node_id,
-                "--extension",
-                "tests.cluster_ext:register",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.log.close()
-        return self.proc.returncode
+EXT = ("tests.cluster_ext:register",)
 
 
 @pytest.fixture
@@ -143,7 +89,7 @@ def test_three_workers_survive_sigkill_and_every_job_succeeds_once(
         ]
     )
     rng = random.Random(7)
-    nodes = {f"n{i}": Node(url, f"n{i}", tmp_path) for i in range(3)}
+    nodes = {f"n{i}": WorkerProcess(url, f"n{i}", tmp_path, extensions=EXT) for i in range(3)}
     restarts = 0
     failovers: list[tuple[float, float]] = []
     kills = 0
@@ -165,7 +111,7 @@ def test_three_workers_survive_sigkill_and_every_job_succeeds_once(
             t_kill = time.monotonic()
             restarts += 1
             new_id_ = f"r{restarts}"
-            nodes[new_id_] = Node(url, new_id_, tmp_path)
+            nodes[new_id_] = WorkerProcess(url, new_id_, tmp_path, extensions=EXT)
             if victim == killed.holder:
                 while time.monotonic() - t_kill < LEASE_TTL_S + 5:
                     current = _lease(store)

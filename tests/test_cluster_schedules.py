@@ -3,11 +3,7 @@ one PostgreSQL, killed with SIGKILL while 500 schedules fall due and a slow LLM 
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,60 +14,28 @@ from recapd.model.recap import RecapStatus
 from recapd.model.scheduled_recap import ScheduledRecap
 from recapd.store.store import Store
 from tests.fake_openai import FakeOpenAI, delayed_echo
+from tests.processes import WorkerProcess
 from tests.workspace import add_posts, make_workspace
 
 pytestmark = [pytest.mark.cluster, pytest.mark.postgres_only]
 
-ROOT = Path(__file__).resolve().parent.parent
 N_SCHEDULES = 500
 
 
-class Worker:
-    """One `recapd worker` process."""
-
-    def __init__(self, url: str, llm_url: str, node_id: str, log_dir: Path, *ext: str) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RECAPD_")}
-        env.update(
-            RECAPD_DATABASE_URL=url,
-            RECAPD_JOBS__POLL_INTERVAL_SECONDS="0.5",
-            RECAPD_JOBS__HEARTBEAT_INTERVAL_SECONDS="0.5",
-            RECAPD_JOBS__WEDGED_JOB_TIMEOUT_SECONDS="3",
-            RECAPD_JOBS__LEASE_TTL_SECONDS="2",
-            RECAPD_JOBS__LEASE_RENEW_INTERVAL_SECONDS="0.4",
-            RECAPD_JOBS__SCHEDULER_POLL_INTERVAL_SECONDS="2",
-            RECAPD_JOBS__MAX_ATTEMPTS="20",
-            RECAPD_JOBS__RETRY_BASE_SECONDS="0.2",
-            RECAPD_JOBS__RETRY_MAX_SECONDS="1",
-            RECAPD_JOBS__WORKER_CONCURRENCY="8",
-            RECAPD_AI_RECAPS__MAX_RECAPS_PER_DAY="-1",
-            RECAPD_AI_RECAPS__MAX_POSTS_PER_DAY="-1",
-            RECAPD_AGENTS__SLOW__TYPE="openai",
-            RECAPD_AGENTS__SLOW__MODEL="m",
-            RECAPD_AGENTS__SLOW__BASE_URL=llm_url,
-            PYTHONPATH=str(ROOT),
-        )
-        args = [sys.executable, "-m", "recapd", "worker", "--node-id", node_id]
-        for e in ext:
-            args += ["--extension", e]
-        self.log = (log_dir / f"{node_id}.log").open("w")
-        self.proc = subprocess.Popen(
-            args, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT
-        )
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-        self.log.close()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.log.close()
+def worker(url: str, llm_url: str, node_id: str, log_dir: Path, *ext: str) -> WorkerProcess:
+    """A worker with the slow LLM agent and no per-day limits."""
+    env = {
+        "RECAPD_JOBS__SCHEDULER_POLL_INTERVAL_SECONDS": "2",
+        "RECAPD_JOBS__RETRY_BASE_SECONDS": "0.2",
+        "RECAPD_JOBS__RETRY_MAX_SECONDS": "1",
+        "RECAPD_JOBS__WORKER_CONCURRENCY": "8",
+        "RECAPD_AI_RECAPS__MAX_RECAPS_PER_DAY": "-1",
+        "RECAPD_AI_RECAPS__MAX_POSTS_PER_DAY": "-1",
+        "RECAPD_AGENTS__SLOW__TYPE": "openai",
+        "RECAPD_AGENTS__SLOW__MODEL": "m",
+        "RECAPD_AGENTS__SLOW__BASE_URL": llm_url,
+    }
+    return WorkerProcess(url, node_id, log_dir, env=env, extensions=ext)
 
 
 @pytest.fixture
@@ -157,7 +121,7 @@ def _run(store: Store, tmp_path: Path, *, kills: int, forced_leaders: bool) -> d
         ext = ("tests.cluster_ext:force_leader",) if forced_leaders else ()
         n_nodes = 2 if forced_leaders else 3
         nodes = {
-            f"w{i}": Worker(store.db.url, llm.base_url, f"w{i}", tmp_path, *ext)
+            f"w{i}": worker(store.db.url, llm.base_url, f"w{i}", tmp_path, *ext)
             for i in range(n_nodes)
         }
         rng = random.Random(5)
@@ -168,7 +132,7 @@ def _run(store: Store, tmp_path: Path, *, kills: int, forced_leaders: bool) -> d
                 victim = rng.choice(sorted(nodes))
                 nodes.pop(victim).kill()
                 name = f"r{k}"
-                nodes[name] = Worker(store.db.url, llm.base_url, name, tmp_path, *ext)
+                nodes[name] = worker(store.db.url, llm.base_url, name, tmp_path, *ext)
                 time.sleep(rng.uniform(1.5, 3.0))
             while time.monotonic() < deadline and not _settled(store):
                 time.sleep(0.5)

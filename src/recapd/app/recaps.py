@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from recapd.app.agents import AgentPool
+from recapd.app.permissions import ensure_can_read
 from recapd.chat.source import ChatSource
 from recapd.clock import Clock
 from recapd.config import Settings
@@ -174,14 +175,7 @@ class RecapService:
         if len(title.encode()) > TITLE_MAX_BYTES:
             raise _invalid("title", f"must be at most {TITLE_MAX_BYTES} bytes")
         self.agents.get(agent_id)  # unknown agent: 400 before anything is stored
-        for channel_id in channels:
-            if not await self.chat.can_read(user_id, channel_id):
-                raise AppError(
-                    "app.recap.permission_denied.app_error",
-                    "you cannot read one of the chosen channels",
-                    detailed_error=f"channel_id={channel_id}",
-                    status_code=403,
-                )
+        await ensure_can_read(self.chat, user_id, channels, "app.recap.permission_denied.app_error")
         now = self.clock.now_ms()
         start, end = await self._user_day(user_id, now)
         recap = Recap(

@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 from recapd.app.agents import AgentPool
+from recapd.app.permissions import ensure_can_read
 from recapd.app.recaps import RecapService, ensure_enabled
 from recapd.chat.source import ChatSource
 from recapd.clock import Clock
@@ -19,7 +20,7 @@ from recapd.metrics import SCHEDULE_OUTCOMES, SCHEDULE_START_DELAY
 from recapd.model.app_error import AppError
 from recapd.model.ids import new_id
 from recapd.model.job import Job, JobType
-from recapd.model.recap import Recap, RecapStatus, SkipReason
+from recapd.model.recap import Recap, RecapStatus, SkipReason, skipped_outcome
 from recapd.model.scheduled_recap import ChannelMode, ScheduledRecap
 from recapd.model.tz import load_zone, local_day_bounds
 from recapd.store.store import Store
@@ -93,14 +94,9 @@ class ScheduledRecapService:
                 f"a recap can cover at most {max_channels} channels",
                 status_code=400,
             )
-        for channel_id in sr.channel_ids:
-            if not await self.chat.can_read(sr.user_id, channel_id):
-                raise AppError(
-                    "app.scheduled_recap.permission_denied.app_error",
-                    "you cannot read one of the chosen channels",
-                    detailed_error=f"channel_id={channel_id}",
-                    status_code=403,
-                )
+        await ensure_can_read(
+            self.chat, sr.user_id, sr.channel_ids, "app.scheduled_recap.permission_denied.app_error"
+        )
 
     async def create(self, user_id: str, fields: dict[str, Any]) -> ScheduledRecap:
         """A new schedule for the user (enabled), within their limit of live schedules."""
@@ -204,22 +200,7 @@ class ScheduledRecapService:
     def _skipped(
         self, sr: ScheduledRecap, scheduled_for: int, reason: SkipReason, why: str
     ) -> Recap:
-        now = self.clock.now_ms()
-        record = Recap(
-            id=new_id(),
-            user_id=sr.user_id,
-            title=sr.title,
-            create_at=now,
-            update_at=now,
-            status=RecapStatus.SKIPPED,
-            bot_id=sr.agent_id,
-            scheduled_recap_id=sr.id,
-            scheduled_for=scheduled_for,
-            skip_reason=reason,
-            error=why,
-            channel_ids=list(sr.channel_ids),
-            time_period=sr.time_period,
-        )
+        record = skipped_outcome(sr, scheduled_for, reason, why, self.clock.now_ms())
         if self.store.recaps.save_outcome_once(record):
             SCHEDULE_OUTCOMES.labels(_outcome_kind(record)).inc()
         found = self.store.recaps.get_by_occurrence(sr.id, scheduled_for)

@@ -8,6 +8,8 @@ from enum import StrEnum
 from typing import Any
 
 from recapd.model.app_error import AppError
+from recapd.model.ids import new_id
+from recapd.model.scheduled_recap import ScheduledRecap
 
 
 class RecapStatus(StrEnum):
@@ -117,6 +119,27 @@ class RecapChannel:
     status: str = ChannelStatus.SUCCESS
     error: str = ""
     create_at: int = 0
+
+
+def skipped_outcome(
+    sr: ScheduledRecap, scheduled_for: int, reason: SkipReason, why: str, now_ms: int
+) -> Recap:
+    """The record of an occurrence of `sr` that produced no recap, with its reason."""
+    return Recap(
+        id=new_id(),
+        user_id=sr.user_id,
+        title=sr.title,
+        create_at=now_ms,
+        update_at=now_ms,
+        status=RecapStatus.SKIPPED,
+        bot_id=sr.agent_id,
+        scheduled_recap_id=sr.id,
+        scheduled_for=scheduled_for,
+        skip_reason=reason,
+        error=why,
+        channel_ids=list(sr.channel_ids),
+        time_period=sr.time_period,
+    )
 
 
 @dataclass(slots=True)

@@ -52,12 +52,12 @@ _JOB_COLS = (
     "id, type, priority, create_at, start_at, last_activity_at, status, progress, data, "
     "dedupe_key, attempt, run_at, node_id, term"
 )
-# The schedules of the planned groups, batch by batch in (next_run_at, id) order.
+# Up to a batch of the schedules of the planned groups (a moved schedule leaves its group).
 _PICK = (
     "SELECT s2.id FROM scheduled_recaps s2 JOIN due_plan p2 ON "
     "s2.days_of_week = p2.days_of_week AND s2.time_of_day = p2.time_of_day AND "
     "s2.timezone = p2.timezone AND s2.next_run_at = p2.old_next "
-    "WHERE s2.enabled AND s2.delete_at = 0 ORDER BY s2.next_run_at, s2.id LIMIT :batch"
+    "WHERE s2.enabled AND s2.delete_at = 0 ORDER BY s2.id LIMIT :batch"
 )
 _MATCH = (
     "s.days_of_week = p.days_of_week AND s.time_of_day = p.time_of_day AND "
@@ -125,7 +125,7 @@ def advance_and_enqueue(
     pick = sa.text(
         "SELECT s.id, s.user_id, s.channel_ids, s.agent_id, p.run_at FROM scheduled_recaps s "
         f"JOIN due_plan p ON {_MATCH} WHERE s.enabled AND s.delete_at = 0 "
-        "ORDER BY s.next_run_at, s.id LIMIT :batch"
+        "ORDER BY s.id LIMIT :batch"
     )
     moved_rows = conn.execute(pick, {"batch": batch}).all()
     if not moved_rows:

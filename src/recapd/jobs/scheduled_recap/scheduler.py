@@ -20,9 +20,8 @@ from sqlalchemy.engine import Connection
 from recapd.config import Settings
 from recapd.jobs.scheduler import Scheduler, SchedulerContext
 from recapd.metrics import SCHEDULE_DUE_BACKLOG
-from recapd.model.ids import new_id
 from recapd.model.job import JobType
-from recapd.model.recap import Recap, RecapStatus, SkipReason
+from recapd.model.recap import Recap, SkipReason, skipped_outcome
 from recapd.model.scheduled_recap import ScheduledRecap
 from recapd.store.due_drain import GroupPlan, advance_and_enqueue, due_groups
 from recapd.store.store import Store
@@ -30,6 +29,8 @@ from recapd.store.store import Store
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 1000
+# Rows per set-based statement: the database does the work, so batches can be large.
+GROUP_BATCH_SIZE = 25_000
 # A schedule down for longer than this many occurrences is summed up, not walked through.
 MAX_MISSED_WALK = 500
 
@@ -102,10 +103,18 @@ class ScheduledRecapScheduler(Scheduler):
 
     name = JobType.SCHEDULED_RECAP
 
-    def __init__(self, store: Store, jobs: JobEnqueuer, *, batch_size: int = BATCH_SIZE) -> None:
+    def __init__(
+        self,
+        store: Store,
+        jobs: JobEnqueuer,
+        *,
+        batch_size: int = BATCH_SIZE,
+        group_batch_size: int = GROUP_BATCH_SIZE,
+    ) -> None:
         self.store = store
         self.jobs = jobs
         self.batch_size = batch_size
+        self.group_batch_size = group_batch_size
 
     def enabled(self, settings: Settings) -> bool:
         return (
@@ -191,7 +200,7 @@ class ScheduledRecapScheduler(Scheduler):
                     JobType.SCHEDULED_RECAP,
                     now_ms,
                     term or 0,
-                    self.batch_size,
+                    self.group_batch_size,
                     conn=conn,
                 )
             report.batches += 1
@@ -199,7 +208,7 @@ class ScheduledRecapScheduler(Scheduler):
             report.enqueued += created
             if created:
                 self.jobs.notify(JobType.SCHEDULED_RECAP)
-            if moved < self.batch_size:
+            if moved < self.group_batch_size:
                 break
 
     def _enqueue_batch(
@@ -245,21 +254,8 @@ def _job_data(sr: ScheduledRecap, scheduled_for: int) -> dict[str, Any]:
 def _missed_record(sr: ScheduledRecap, plan: Plan, now_ms: int) -> Recap:
     """One skipped record for all the occurrences an outage swallowed."""
     first = plan.missed[0]
-    return Recap(
-        id=new_id(),
-        user_id=sr.user_id,
-        title=sr.title,
-        create_at=now_ms,
-        update_at=now_ms,
-        status=RecapStatus.SKIPPED,
-        bot_id=sr.agent_id,
-        scheduled_recap_id=sr.id,
-        scheduled_for=first,
-        skip_reason=SkipReason.MISSED,
-        error=(
-            f"{plan.missed_count} occurrence(s) missed while recapd was not running, "
-            f"from {first} to {plan.missed[-1]} (epoch ms)"
-        ),
-        channel_ids=list(sr.channel_ids),
-        time_period=sr.time_period,
+    why = (
+        f"{plan.missed_count} occurrence(s) missed while recapd was not running, "
+        f"from {first} to {plan.missed[-1]} (epoch ms)"
     )
+    return skipped_outcome(sr, first, SkipReason.MISSED, why, now_ms)

@@ -22,11 +22,13 @@ from recapd.chat.importers.common import ImportReport
 from recapd.chat.importers.irc_log import import_log
 from recapd.chat.importers.mattermost import import_mattermost
 from recapd.chat.importers.slack import import_slack
+from recapd.clock import SystemClock
 from recapd.config import ConfigError, Settings, load_settings
 from recapd.delivery.text import render_recap
 from recapd.jobs.server import JobServer
 from recapd.model.app_error import AppError
 from recapd.model.chat import Channel, User
+from recapd.model.ids import new_id
 from recapd.model.job import Job, JobStatus
 from recapd.model.recap import Recap, RecapStatus
 from recapd.model.scheduled_recap import ScheduledRecap
@@ -34,6 +36,7 @@ from recapd.model.tz import load_zone
 from recapd.runtime import Runtime
 from recapd.store import migrate as migrations
 from recapd.store.store import Store
+from recapd.store.token_store import SYSTEM_ADMIN
 
 app = typer.Typer(
     help="recapd: scheduled AI recaps of team-chat channels.",
@@ -671,3 +674,73 @@ def schedules_run_now(
 ) -> None:
     """An extra run now; the timetable does not move."""
     _schedule_action(ctx, user, sr_id, "run-now")
+
+
+# -- users and tokens -----------------------------------------------------------------------
+
+users_app = typer.Typer(help="Local users and their personal access tokens.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("create")
+def users_create(
+    ctx: typer.Context,
+    username: str,
+    admin: bool = typer.Option(False, "--admin", help="Make the user a system administrator."),
+    display_name: str = typer.Option("", "--display-name", help="Name shown to others."),
+) -> None:
+    """Create a workspace user and print their id."""
+
+    def do(rt: Runtime) -> None:
+        name = username.lstrip("@")
+        try:
+            rt.store.workspace.get_user_by_username(name)
+        except AppError:
+            pass
+        else:
+            raise AppError(
+                "cli.users.create.exists.app_error",
+                f"a user named {name!r} already exists",
+                status_code=400,
+            )
+        user = User(
+            id=new_id(),
+            username=name,
+            display_name=display_name,
+            timezone="UTC",
+            create_at=SystemClock().now_ms(),
+        )
+        rt.store.workspace.upsert_users([user])
+        rt.store.tokens.set_roles(user.id, SYSTEM_ADMIN if admin else "")
+        typer.echo(user.id)
+
+    _with_runtime(ctx, do)
+
+
+@users_app.command("list")
+def users_list(ctx: typer.Context) -> None:
+    """Every user: id, username, roles, live tokens."""
+
+    def do(rt: Runtime) -> None:
+        table = Table("id", "username", "display name", "roles", "tokens")
+        for u in rt.store.tokens.list_users():
+            table.add_row(u.id, u.username, u.display_name, u.roles, str(u.tokens))
+        console.print(table)
+
+    _with_runtime(ctx, do)
+
+
+@users_app.command("token")
+def users_token(
+    ctx: typer.Context,
+    username: str,
+    description: str = typer.Option("", "--description", help="What the token is for."),
+) -> None:
+    """Make a personal access token for the user and print it (it is shown only once)."""
+
+    def do(rt: Runtime) -> None:
+        user = _resolve_user(rt.store, username)
+        token, _ = rt.store.tokens.create(user.id, description, SystemClock().now_ms())
+        typer.echo(token)
+
+    _with_runtime(ctx, do)

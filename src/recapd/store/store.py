@@ -12,6 +12,7 @@ from recapd.store.job_store import JobStore
 from recapd.store.lease_store import LeaseStore
 from recapd.store.recap_store import RecapStore
 from recapd.store.scheduled_recap_store import ScheduledRecapStore
+from recapd.store.token_store import TokenStore
 from recapd.store.workspace_store import WorkspaceStore
 
 
@@ -28,6 +29,7 @@ class Store:
         self.jobs = JobStore(db)
         self.leases = LeaseStore(db)
         self.workspace = WorkspaceStore(db)
+        self.tokens = TokenStore(db)
 
     @classmethod
     def open(cls, url: str) -> Store:

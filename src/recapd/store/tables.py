@@ -294,3 +294,26 @@ reactions = sa.Table(
     sa.Column("emoji_name", sa.String(64), primary_key=True),
     _ms("create_at"),
 )
+
+# Personal access tokens: only the SHA-256 of a token is stored.
+access_tokens = sa.Table(
+    "access_tokens",
+    metadata,
+    _id(primary_key=True),
+    _id("user_id", nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    _ms("create_at"),
+    _ms("last_used_at"),
+    _ms("delete_at"),
+)
+sa.Index("uq_access_tokens_token_hash", access_tokens.c.token_hash, unique=True)
+sa.Index("ix_access_tokens_user_id", access_tokens.c.user_id)
+
+# Roles of local users: "system_admin" or "".
+user_roles = sa.Table(
+    "user_roles",
+    metadata,
+    _id("user_id", primary_key=True),
+    sa.Column("roles", sa.Text, nullable=False, server_default=""),
+)

@@ -1,0 +1,108 @@
+"""/api/v4/scheduled_recaps: schedules of recaps."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends
+
+from recapd.api.auth import RuntimeDep, UserId
+from recapd.api.errors import check_text, check_url_text
+from recapd.api.routes_recaps import Paging
+from recapd.app.scheduled_recaps import EDITABLE_FIELDS
+from recapd.model.app_error import AppError
+from recapd.model.scheduled_recap import ScheduledRecap
+
+router = APIRouter(
+    prefix="/api/v4/scheduled_recaps",
+    tags=["scheduled_recaps"],
+    dependencies=[Depends(check_url_text)],
+)
+
+_SERVER_FIELDS = frozenset(f.name for f in fields(ScheduledRecap)) - set(EDITABLE_FIELDS)
+
+JsonObject = Annotated[dict[str, Any], Body()]
+
+
+# Types checked here because the model would fail on them before its own validation runs.
+_TYPES: dict[str, tuple[type, str]] = {
+    "title": (str, "title must be text"),
+    "is_recurring": (bool, "is_recurring must be true or false"),
+}
+
+
+def _editable(body: dict[str, Any]) -> dict[str, Any]:
+    """What the client may set: a whole ScheduledRecap sent back is fine (the server's fields
+    are ignored); a key the model does not know answers 400 in the service."""
+    check_text(body)
+    for name, (kind, message) in _TYPES.items():
+        if name in body and not isinstance(body[name], kind):
+            raise AppError(
+                f"model.scheduled_recap.is_valid.{name}.app_error",
+                message,
+                detailed_error=f"{name}={body[name]!r}"[:200],
+                status_code=400,
+            )
+    return {k: v for k, v in body.items() if k not in _SERVER_FIELDS}
+
+
+@router.post("", status_code=201)
+async def create_scheduled_recap(
+    body: JsonObject, user_id: UserId, rt: RuntimeDep
+) -> dict[str, Any]:
+    """A new schedule (enabled)."""
+    return (await rt.schedules.create(user_id, _editable(body))).to_dict()
+
+
+@router.get("")
+async def list_scheduled_recaps(
+    user_id: UserId, rt: RuntimeDep, paging: Annotated[Paging, Depends()]
+) -> list[dict[str, Any]]:
+    """The user's schedules, newest first."""
+    found = await rt.schedules.list_for_user(user_id, paging.page, paging.per_page)
+    return [sr.to_dict() for sr in found]
+
+
+@router.get("/{sr_id}")
+async def get_scheduled_recap(sr_id: str, user_id: UserId, rt: RuntimeDep) -> dict[str, Any]:
+    """One of the user's schedules."""
+    return (await rt.schedules.get(user_id, sr_id)).to_dict()
+
+
+@router.put("/{sr_id}")
+async def update_scheduled_recap(
+    sr_id: str, body: JsonObject, user_id: UserId, rt: RuntimeDep
+) -> dict[str, Any]:
+    """Change the editable fields; `update_at` in the body guards against lost updates."""
+    expected = body.get("update_at", 0)
+    if not isinstance(expected, int) or isinstance(expected, bool):
+        expected = 0
+    saved = await rt.schedules.update(user_id, sr_id, _editable(body), expected)
+    return saved.to_dict()
+
+
+@router.delete("/{sr_id}")
+async def delete_scheduled_recap(sr_id: str, user_id: UserId, rt: RuntimeDep) -> dict[str, str]:
+    """Soft delete."""
+    await rt.schedules.delete(user_id, sr_id)
+    return {"status": "OK"}
+
+
+@router.post("/{sr_id}/pause")
+async def pause(sr_id: str, user_id: UserId, rt: RuntimeDep) -> dict[str, Any]:
+    """Stop running the schedule until resumed."""
+    return (await rt.schedules.pause(user_id, sr_id)).to_dict()
+
+
+@router.post("/{sr_id}/resume")
+async def resume(sr_id: str, user_id: UserId, rt: RuntimeDep) -> dict[str, Any]:
+    """Run the schedule again from its next occurrence."""
+    return (await rt.schedules.resume(user_id, sr_id)).to_dict()
+
+
+@router.post("/{sr_id}/run_now")
+async def run_now(sr_id: str, user_id: UserId, rt: RuntimeDep) -> dict[str, Any]:
+    """An extra occurrence now; the timetable is not disturbed."""
+    job = await rt.schedules.run_now(user_id, sr_id)
+    return {"status": "OK", "job_id": job.id, "job_status": str(job.status)}

@@ -275,3 +275,16 @@ def test_from_dict_does_not_coerce_wrong_types() -> None:
     with pytest.raises(AppError) as info:
         recap.is_valid()
     assert info.value.id == err_id("days_of_week")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("title", 42), ("title", ["a"]), ("is_recurring", "yes"), ("channel_ids", [{"x": 1}])],
+)
+def test_wrong_types_are_named_by_is_valid_not_crashed_on(field: str, value: object) -> None:
+    recap = valid_recap()
+    setattr(recap, field, value)
+    recap.pre_save(1_790_000_000_000)  # must not raise: is_valid names the field
+    with pytest.raises(AppError) as err:
+        recap.is_valid()
+    assert err.value.id == f"model.scheduled_recap.is_valid.{field}.app_error"

@@ -11,7 +11,6 @@ from recapd.api.auth import RuntimeDep, UserId
 from recapd.api.errors import check_text, check_url_text
 from recapd.api.routes_recaps import Paging
 from recapd.app.scheduled_recaps import EDITABLE_FIELDS
-from recapd.model.app_error import AppError
 from recapd.model.scheduled_recap import ScheduledRecap
 
 router = APIRouter(
@@ -25,25 +24,10 @@ _SERVER_FIELDS = frozenset(f.name for f in fields(ScheduledRecap)) - set(EDITABL
 JsonObject = Annotated[dict[str, Any], Body()]
 
 
-# Types checked here because the model would fail on them before its own validation runs.
-_TYPES: dict[str, tuple[type, str]] = {
-    "title": (str, "title must be text"),
-    "is_recurring": (bool, "is_recurring must be true or false"),
-}
-
-
 def _editable(body: dict[str, Any]) -> dict[str, Any]:
     """What the client may set: a whole ScheduledRecap sent back is fine (the server's fields
     are ignored); a key the model does not know answers 400 in the service."""
     check_text(body)
-    for name, (kind, message) in _TYPES.items():
-        if name in body and not isinstance(body[name], kind):
-            raise AppError(
-                f"model.scheduled_recap.is_valid.{name}.app_error",
-                message,
-                detailed_error=f"{name}={body[name]!r}"[:200],
-                status_code=400,
-            )
     return {k: v for k, v in body.items() if k not in _SERVER_FIELDS}
 
 

@@ -209,6 +209,8 @@ class ScheduledRecap:
         self._check_channel_ids()
         self._check_custom_instructions()
         self._check_agent_id()
+        if not isinstance(self.is_recurring, bool):
+            raise _invalid("is_recurring", "is_recurring must be true or false", self.is_recurring)
         if not isinstance(self.create_at, int) or self.create_at <= 0:
             raise _invalid("create_at", "create_at must be set (epoch ms > 0)", self.create_at)
         if not isinstance(self.update_at, int) or self.update_at < self.create_at:
@@ -303,8 +305,11 @@ class ScheduledRecap:
         if self.create_at == 0:
             self.create_at = now_ms
         self.update_at = now_ms
-        self.title = self.title.strip()
-        self.channel_ids = list(dict.fromkeys(self.channel_ids))
+        # Values of the wrong type are left as they are for is_valid to name.
+        if isinstance(self.title, str):
+            self.title = self.title.strip()
+        if isinstance(self.channel_ids, list) and all(isinstance(c, str) for c in self.channel_ids):
+            self.channel_ids = list(dict.fromkeys(self.channel_ids))
 
     # -- schedule math ----------------------------------------------------------------------
 

@@ -385,16 +385,10 @@ class RecapStore:
         conn: Connection | None = None,
     ) -> list[Recap]:
         """Recaps in a status, oldest update first (recovery looks for stuck ones)."""
-        q = (
-            sa.select(t)
-            .where(
-                t.c.status == status.value,
-                t.c.delete_at == 0,
-                t.c.update_at < (updated_before if updated_before is not None else 2**62),
-            )
-            .order_by(t.c.update_at, t.c.id)
-            .limit(limit)
-        )
+        q = sa.select(t).where(t.c.status == status.value, t.c.delete_at == 0)
+        if updated_before is not None:
+            q = q.where(t.c.update_at < updated_before)
+        q = q.order_by(t.c.update_at, t.c.id).limit(limit)
         with self._db.transaction(conn) as c:
             return [_row_to_recap(r) for r in c.execute(q)]
 

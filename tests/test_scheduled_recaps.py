@@ -21,11 +21,13 @@ from recapd.jobs.scheduled_recap.scheduler import (
 from recapd.jobs.scheduler import SchedulerContext
 from recapd.jobs.worker import WorkerPool
 from recapd.model.app_error import AppError
+from recapd.model.ids import new_id
 from recapd.model.job import ALL_JOB_TYPES, JobStatus, JobType
 from recapd.model.recap import Recap, RecapStatus
 from recapd.model.scheduled_recap import ScheduledRecap
 from recapd.model.tz import load_zone
 from recapd.runtime import Runtime
+from recapd.store.due_drain import IdRange, lanes
 from recapd.store.store import Store
 from tests.fake_openai import FakeOpenAI, Reply
 from tests.test_recaps_app import runtime_for, team_workspace
@@ -363,6 +365,36 @@ def test_two_schedulers_draining_at_once_enqueue_each_occurrence_once(store: Sto
     assert len(keys) == len(set(keys)) == len(made)
 
 
+def test_drain_lanes_split_every_id_once() -> None:
+    ids = [new_id() for _ in range(2_000)] + ["1" * 26, "z" * 26, "h" * 26]
+    for count in (1, 2, 3, 4):
+        ranges = lanes(count)
+
+        def holders(i: str, ranges: list[IdRange] = ranges) -> int:
+            return sum((lo is None or i >= lo) and (hi is None or i < hi) for lo, hi in ranges)
+
+        assert all(holders(i) == 1 for i in ids)
+    assert lanes(1) == [(None, None)]
+
+
+def test_a_drain_in_lanes_and_small_batches_enqueues_each_occurrence_once(store: Store) -> None:
+    ws = team_workspace(store)
+    clock = FakeClock(ms("UTC", 2026, 9, 21, 8, 0))
+    rt = runtime_for(store, clock, ai_recaps={"max_scheduled_recaps": -1})
+    made = [create(rt, ws, timezone="UTC", time_of_day=f"09:0{i % 3}") for i in range(90)]
+    clock.set(ms("UTC", 2026, 9, 21, 10, 0))
+    sched = scheduler_of(rt)
+    sched.group_batch_size, sched.drain_lanes = 8, 3
+    report = sched.drain(clock.now_ms(), None, rt.settings)
+    assert (report.schedules, report.enqueued) == (len(made), len(made))
+    keys = [j.dedupe_key or "" for j in store.jobs.list_page(per_page=500)]
+    assert sorted(keys) == sorted(f"{sr.id}:{sr.next_run_at}" for sr in made)
+    assert all(
+        store.scheduled_recaps.get(sr.id).next_run_at == ms("UTC", 2026, 9, 22, 9, i % 3)
+        for i, sr in enumerate(made)
+    )
+
+
 def test_use_cases_validation_ownership_limits_and_run_now(store: Store) -> None:
     ws = team_workspace(store)
     clock = FakeClock(ms("UTC", 2026, 9, 21, 8, 0))
@@ -426,7 +458,7 @@ def test_a_recap_left_processing_without_a_live_job_is_failed_with_a_reason(
     # The first recap's job ended in error (its node died on the last attempt).
     job = next(j for j in store.jobs.list_page() if j.data["recap_id"] == stuck.id)
     store.jobs.update_status(job.id, JobStatus.ERROR, [JobStatus.PENDING], clock.now_ms())
-    sweeper = StuckRecapRecovery(store)
+    sweeper = StuckRecapRecovery(store, rt.jobs)
     assert sweeper.sweep(clock.now_ms() - 1, clock.now_ms()) == 0  # not old enough yet
     clock.advance(10 * 60_000)
     assert sweeper.sweep(clock.now_ms() - 60_000, clock.now_ms()) == 1

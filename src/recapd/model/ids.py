@@ -8,9 +8,9 @@ import uuid
 
 # Mattermost encodes a random UUID with the alphabet "ybndrfg8ejkmcpqxot1uwisza345h769"
 # (z-base-32) and drops the padding, giving 26 characters.
-_ALPHABET = "ybndrfg8ejkmcpqxot1uwisza345h769"
+ID_ALPHABET = "ybndrfg8ejkmcpqxot1uwisza345h769"
 _STD = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
-_TRANSLATE = str.maketrans(_STD, _ALPHABET)
+_TRANSLATE = str.maketrans(_STD, ID_ALPHABET)
 _ID_RE = re.compile(r"^[a-z0-9]{26}$")
 
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from recapd.model.ids import new_id
+from recapd.model.ids import ID_ALPHABET, new_id
 from recapd.store.database import Database
-from recapd.store.tables import JOB_LIVE, SCHEDULE_LIVE, scheduled_recaps
+from recapd.store.tables import JOB_LIVE_KEY, SCHEDULE_LIVE, scheduled_recaps
 
 t = scheduled_recaps
 GroupKey = tuple[int, str, str, int]
@@ -57,12 +57,33 @@ _PICK = (
     "SELECT s2.id FROM scheduled_recaps s2 JOIN due_plan p2 ON "
     "s2.days_of_week = p2.days_of_week AND s2.time_of_day = p2.time_of_day AND "
     "s2.timezone = p2.timezone AND s2.next_run_at = p2.old_next "
-    "WHERE s2.enabled AND s2.delete_at = 0 ORDER BY s2.id LIMIT :batch"
+    "WHERE s2.enabled AND s2.delete_at = 0{lane} ORDER BY s2.id LIMIT :batch"
 )
+# A lane is a range of ids [low, high); lanes drain side by side on their own connections.
+IdRange = tuple[str | None, str | None]
+ALL_IDS: IdRange = (None, None)
 _MATCH = (
     "s.days_of_week = p.days_of_week AND s.time_of_day = p.time_of_day AND "
     "s.timezone = p.timezone AND s.next_run_at = p.old_next"
 )
+
+
+def lanes(count: int) -> list[IdRange]:
+    """`count` disjoint id ranges covering every id, about equally full for random ids."""
+    alphabet = sorted(ID_ALPHABET)
+    cuts = [alphabet[len(alphabet) * i // count] for i in range(1, count)]
+    bounds: list[str | None] = [None, *cuts, None]
+    return [(bounds[i], bounds[i + 1]) for i in range(count)]
+
+
+def _pick(lane: IdRange) -> tuple[str, dict[str, str]]:
+    low, high = lane
+    sql, params = "", {}
+    if low is not None:
+        sql, params["low"] = sql + " AND s2.id >= :low", low
+    if high is not None:
+        sql, params["high"] = sql + " AND s2.id < :high", high
+    return _PICK.format(lane=sql), params
 
 
 def _load_plans(conn: Connection, plans: Sequence[GroupPlan]) -> None:
@@ -93,17 +114,20 @@ def advance_and_enqueue(
     batch: int,
     *,
     conn: Connection,
+    lane: IdRange = ALL_IDS,
 ) -> tuple[int, int]:
-    """Advance up to `batch` schedules of the planned groups and enqueue their occurrences.
+    """Advance up to `batch` schedules of the planned groups (ids in `lane`) and enqueue their
+    occurrences.
 
     The advance is a compare-and-set on next_run_at, and only schedules it moved get a job,
     under the live dedupe key `id:run_at`. Returns (schedules moved, jobs created).
     """
     _load_plans(conn, plans)
+    pick, lane_params = _pick(lane)
     if db.is_postgres:
         q = sa.text(
             "WITH moved AS (UPDATE scheduled_recaps s SET next_run_at = p.new_next "
-            f"FROM due_plan p WHERE s.id IN ({_PICK}) AND {_MATCH} "
+            f"FROM due_plan p WHERE s.id IN ({pick}) AND {_MATCH} "
             "RETURNING s.id, s.user_id, s.channel_ids, s.agent_id, p.run_at), "
             f"ins AS (INSERT INTO jobs ({_JOB_COLS}) "
             "SELECT substr(md5(random()::text || m.id || clock_timestamp()::text), 1, 26), "
@@ -111,23 +135,22 @@ def advance_and_enqueue(
             "'user_id', m.user_id, 'channel_ids', COALESCE((SELECT string_agg(x, ',') FROM "
             "jsonb_array_elements_text(m.channel_ids) AS x), ''), 'agent_id', m.agent_id, "
             "'scheduled_for', m.run_at), m.id || ':' || m.run_at, 0, :now, '', :term "
-            f"FROM moved m ON CONFLICT (dedupe_key) WHERE {JOB_LIVE.text} DO NOTHING "
+            f"FROM moved m ON CONFLICT (dedupe_key) WHERE {JOB_LIVE_KEY.text} DO NOTHING "
             "RETURNING 1) "
             "SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM ins)"
         )
-        params = {"batch": batch, "type": job_type, "now": now_ms, "term": term}
+        params = {"batch": batch, "type": job_type, "now": now_ms, "term": term, **lane_params}
         moved, created = conn.execute(q, params).one()
         if created:
             conn.execute(sa.text("SELECT pg_notify('recapd_jobs', :type)"), {"type": job_type})
         return int(moved), int(created)
     # SQLite: no data-modifying CTEs, and RETURNING cannot see the FROM tables. The write
     # lock is held (BEGIN IMMEDIATE), so read the batch, then move exactly those rows.
-    pick = sa.text(
+    read = sa.text(
         "SELECT s.id, s.user_id, s.channel_ids, s.agent_id, p.run_at FROM scheduled_recaps s "
-        f"JOIN due_plan p ON {_MATCH} WHERE s.enabled AND s.delete_at = 0 "
-        "ORDER BY s.id LIMIT :batch"
+        f"JOIN due_plan p ON {_MATCH} WHERE s.id IN ({pick}) ORDER BY s.id"
     )
-    moved_rows = conn.execute(pick, {"batch": batch}).all()
+    moved_rows = conn.execute(read, {"batch": batch, **lane_params}).all()
     if not moved_rows:
         return 0, 0
     conn.execute(
@@ -137,14 +160,14 @@ def advance_and_enqueue(
             "AND p.time_of_day = scheduled_recaps.time_of_day "
             "AND p.timezone = scheduled_recaps.timezone "
             "AND p.old_next = scheduled_recaps.next_run_at) "
-            f"WHERE id IN ({_PICK})"
+            f"WHERE id IN ({pick})"
         ),
-        {"batch": batch},
+        {"batch": batch, **lane_params},
     )
     ins = sa.text(
         f"INSERT INTO jobs ({_JOB_COLS}) VALUES (:id, :type, 0, :now, 0, 0, 'pending', 0, "
         ":data, :key, 0, :now, '', :term) "
-        f"ON CONFLICT (dedupe_key) WHERE {JOB_LIVE.text} DO NOTHING"
+        f"ON CONFLICT (dedupe_key) WHERE {JOB_LIVE_KEY.text} DO NOTHING"
     )
     rows: list[dict[str, object]] = []
     for sr_id, user_id, channel_ids, agent_id, run_at in moved_rows:

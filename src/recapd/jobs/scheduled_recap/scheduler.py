@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -23,7 +24,7 @@ from recapd.metrics import SCHEDULE_DUE_BACKLOG
 from recapd.model.job import JobType
 from recapd.model.recap import Recap, SkipReason, skipped_outcome
 from recapd.model.scheduled_recap import ScheduledRecap
-from recapd.store.due_drain import GroupPlan, advance_and_enqueue, due_groups
+from recapd.store.due_drain import GroupPlan, IdRange, advance_and_enqueue, due_groups, lanes
 from recapd.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 1000
 # Rows per set-based statement: the database does the work, so batches can be large.
 GROUP_BATCH_SIZE = 25_000
+# PostgreSQL drains disjoint id ranges on this many connections at once: one backend runs one
+# statement on one core, and the writes of different lanes touch different rows.
+DRAIN_LANES = 2
 # A schedule down for longer than this many occurrences is summed up, not walked through.
 MAX_MISSED_WALK = 500
 
@@ -110,11 +114,14 @@ class ScheduledRecapScheduler(Scheduler):
         *,
         batch_size: int = BATCH_SIZE,
         group_batch_size: int = GROUP_BATCH_SIZE,
+        drain_lanes: int = DRAIN_LANES,
     ) -> None:
         self.store = store
         self.jobs = jobs
         self.batch_size = batch_size
         self.group_batch_size = group_batch_size
+        # SQLite has one writer at a time: lanes would only queue behind each other.
+        self.drain_lanes = drain_lanes if store.db.is_postgres else 1
 
     def enabled(self, settings: Settings) -> bool:
         return (
@@ -191,7 +198,37 @@ class ScheduledRecapScheduler(Scheduler):
                 plans.append(
                     GroupPlan(days, time_of_day, zone, next_run_at, plan.next_run_at, plan.run)
                 )
-        while plans and still_leader():
+        if not plans:
+            return
+        ranges = lanes(self.drain_lanes)
+        if len(ranges) == 1:
+            self._drain_lane(plans, ranges[0], now_ms, term, still_leader, report)
+            return
+        reports = [DrainReport() for _ in ranges]
+        with ThreadPoolExecutor(len(ranges), thread_name_prefix="drain-lane") as pool:
+            futures = [
+                pool.submit(self._drain_lane, plans, lane, now_ms, term, still_leader, r)
+                for lane, r in zip(ranges, reports, strict=True)
+            ]
+            for f in futures:
+                f.result()  # a lane's error (lost leadership) is the drain's error
+        for r in reports:
+            report.batches += r.batches
+            report.schedules += r.schedules
+            report.enqueued += r.enqueued
+
+    def _drain_lane(
+        self,
+        plans: Sequence[GroupPlan],
+        lane: IdRange,
+        now_ms: int,
+        term: int | None,
+        still_leader: Callable[[], bool],
+        report: DrainReport,
+    ) -> None:
+        """Advance and enqueue the planned groups' schedules whose ids fall in `lane`, one
+        fenced transaction per batch."""
+        while still_leader():
             with self.store.transaction() as conn:
                 self.jobs.check_fence(conn, term)
                 moved, created = advance_and_enqueue(
@@ -202,6 +239,7 @@ class ScheduledRecapScheduler(Scheduler):
                     term or 0,
                     self.group_batch_size,
                     conn=conn,
+                    lane=lane,
                 )
             report.batches += 1
             report.schedules += moved

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import random
 import time
 
@@ -129,6 +130,37 @@ def test_failure_retries_with_backoff_then_errors_with_traceback(store: Store) -
     assert got.data["error"] == "ValueError: bad input 3"
     assert "raise ValueError" in got.data["traceback"]
     assert got.data["keep"] == "me"
+
+
+def test_each_finished_job_logs_one_line(store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock(NOW)
+    server = make_server(store, clock)
+
+    async def handler(ctx: JobContext) -> None:
+        if ctx.job.data["fail"]:
+            raise ValueError("bad = input")
+
+    pool = make_pool(server, WorkerSpec(TEST_TYPE, handler, max_attempts=2))
+    ok = server.create_job(TEST_TYPE, {"fail": False})
+    bad = server.create_job(TEST_TYPE, {"fail": True})
+    caplog.set_level(logging.INFO, logger="recapd.jobs")
+    asyncio.run(run_claimed(pool))
+    lines = sorted(r.getMessage() for r in caplog.records if r.name == "recapd.jobs")
+    assert len(lines) == 2
+    by_id = {line.split()[0]: line for line in lines}
+    assert by_id[f"job_id={ok.id}"].startswith(
+        f"job_id={ok.id} type={TEST_TYPE} status=success attempt=1 duration_ms="
+    )
+    assert "error=" not in by_id[f"job_id={ok.id}"]
+    assert by_id[f"job_id={bad.id}"].startswith(f"job_id={bad.id} type={TEST_TYPE} status=retry ")
+    assert by_id[f"job_id={bad.id}"].endswith(' error="ValueError: bad = input"')
+    # With the job log off (the default), the last attempt ends `error` and logs nothing.
+    caplog.clear()
+    caplog.set_level(logging.WARNING, logger="recapd.jobs")
+    clock.advance(60_000)
+    asyncio.run(run_claimed(pool))
+    assert store.jobs.get(bad.id).status == "error"
+    assert [r for r in caplog.records if r.name == "recapd.jobs"] == []
 
 
 def test_a_job_calling_exit_does_not_end_the_process(store: Store) -> None:

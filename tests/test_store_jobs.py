@@ -182,3 +182,17 @@ def test_save_many_round_trips_every_field(store: Store) -> None:
     store.jobs.save_many(made)
     for j in made:
         assert store.jobs.get(j.id) == j
+
+
+def test_save_many_keeps_text_that_copy_would_misread(store: Store) -> None:
+    # PostgreSQL loads save_many by COPY text format: tabs, newlines, CRs and backslashes in any
+    # text column must arrive as written, and a missing dedupe key must stay NULL.
+    odd = "a\tb\nc\rd\\e \\N"
+    made = [job(data={"s": odd, odd: [odd]}), job(data={"s": odd}), job()]
+    made[0].dedupe_key = odd
+    made[0].node_id = odd
+    made[1].type = "t\\ype"
+    store.jobs.save_many(made)
+    for j in made:
+        assert store.jobs.get(j.id) == j
+    assert store.jobs.get(made[1].id).dedupe_key is None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import traceback
@@ -23,6 +24,8 @@ from recapd.model.job import Job, JobStatus
 from recapd.store.store import Store
 
 log = logging.getLogger(__name__)
+# One line per finished job (key=value), when INFO is enabled for it: `recapd serve` turns it on.
+job_log = logging.getLogger("recapd.jobs")
 
 TRACEBACK_LIMIT = 2000  # characters of traceback kept in a job's data
 
@@ -45,6 +48,8 @@ class JobContext:
     clock: Clock
     _pool: WorkerPool
     _stop_reason: _Stop | None = None
+    _task: asyncio.Task[None] | None = None
+    _started: float = 0.0  # loop time at start, only taken when the job log is on
 
     @property
     def cancel_requested(self) -> bool:
@@ -87,12 +92,6 @@ class WorkerSpec:
     enabled: Callable[[Settings], bool] = field(default=lambda settings: True)
 
 
-@dataclass
-class _Running:
-    task: asyncio.Task[None]
-    ctx: JobContext
-
-
 class WorkerPool:
     """Runs the jobs of one type on this node with bounded concurrency."""
 
@@ -113,7 +112,7 @@ class WorkerPool:
         self._wake = wake
         self._rng = rng or random.Random()
         self.apply_settings(settings)
-        self._running: dict[str, _Running] = {}
+        self._running: dict[str, JobContext] = {}
         self._slot_freed = asyncio.Event()
         self._done: list[tuple[str, int]] = []
         self._done_ready = asyncio.Event()
@@ -157,10 +156,14 @@ class WorkerPool:
             )
         finally:
             self._reserved -= take
+        started = asyncio.get_running_loop().time() if job_log.isEnabledFor(logging.INFO) else 0.0
+        running, run, clock = self._running, self._run, self.clock
         for job in jobs:
-            ctx = JobContext(job=job, clock=self.clock, _pool=self)
-            task = asyncio.create_task(self._run(ctx), name=f"job-{job.type}-{job.id}")
-            self._running[job.id] = _Running(task=task, ctx=ctx)
+            ctx = JobContext(job, clock, self, None, None, started)
+            # One task per job, so a job that awaits never holds up the others; its name is
+            # left to asyncio (naming it would add half again to the cost of the task).
+            ctx._task = asyncio.create_task(run(ctx))
+            running[job.id] = ctx
         return len(jobs)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -202,38 +205,56 @@ class WorkerPool:
 
     async def _run(self, ctx: JobContext) -> None:
         job = ctx.job
+        outcome, error = "success", ""
         try:
             if self.spec.timeout_s is not None:
-                await asyncio.wait_for(self.spec.handler(ctx), self.spec.timeout_s)
+                # asyncio.timeout, not wait_for: wait_for runs the handler in a second task.
+                async with asyncio.timeout(self.spec.timeout_s):
+                    await self.spec.handler(ctx)
             else:
                 await self.spec.handler(ctx)
         except asyncio.CancelledError:
-            await self._end_stopped(ctx)
+            outcome = await self._end_stopped(ctx)
         except JobCanceled:
-            await self._finish(job, JobStatus.CANCELED)
+            outcome = JobStatus.CANCELED
+            await self._finish(job, outcome)
         except TimeoutError:
-            await self._fail(job, f"timed out after {self.spec.timeout_s} s", "")
+            error = f"timed out after {self.spec.timeout_s} s"
+            outcome = await self._fail(job, error, "")
         except (Exception, SystemExit) as exc:  # a job calling sys.exit() must not end the node
             tb = "".join(traceback.format_exception(exc))[-TRACEBACK_LIMIT:]
-            await self._fail(job, f"{type(exc).__name__}: {exc}", tb)
+            error = f"{type(exc).__name__}: {exc}"
+            outcome = await self._fail(job, error, tb)
         else:
             self._done.append((job.id, job.attempt))
             self._done_ready.set()
         finally:
             self._running.pop(job.id, None)
             self._slot_freed.set()
+        if ctx._started:
+            self._log_finished(ctx, outcome, error)
 
-    async def _end_stopped(self, ctx: JobContext) -> None:
+    def _log_finished(self, ctx: JobContext, outcome: str, error: str) -> None:
+        job = ctx.job
+        ms = (asyncio.get_running_loop().time() - ctx._started) * 1000
+        fields = f"job_id={job.id} type={_kv(job.type)} status={outcome} attempt={job.attempt}"
+        job_log.info("%s duration_ms=%.1f%s", fields, ms, f" error={_kv(error)}" if error else "")
+
+    async def _end_stopped(self, ctx: JobContext) -> str:
         reason = ctx._stop_reason
         if reason is _Stop.CANCELED:
             await self._finish(ctx.job, JobStatus.CANCELED)
-        elif reason is _Stop.SHUTDOWN:
+            return JobStatus.CANCELED
+        if reason is _Stop.SHUTDOWN:
             # Released, not failed: the attempt does not count against the job.
             await self._finish(
                 ctx.job, JobStatus.PENDING, run_at=self.clock.now_ms(), attempt=ctx.job.attempt - 1
             )
+            return "released"
+        return "lost"  # recovered or finished elsewhere: nothing written
 
-    async def _fail(self, job: Job, message: str, tb: str) -> None:
+    async def _fail(self, job: Job, message: str, tb: str) -> str:
+        """Record a failed attempt; returns "retry" or "error"."""
         data = dict(job.data)
         log.warning("job %s (%s) attempt %d failed: %s", job.id, job.type, job.attempt, message)
         if job.attempt < self.max_attempts:
@@ -242,11 +263,12 @@ class WorkerPool:
             data["last_traceback"] = tb
             job.data = data
             await self._finish(job, JobStatus.PENDING, run_at=self.clock.now_ms() + delay_ms)
-        else:
-            data["error"] = message
-            data["traceback"] = tb
-            job.data = data
-            await self._finish(job, JobStatus.ERROR, progress=-1)
+            return "retry"
+        data["error"] = message
+        data["traceback"] = tb
+        job.data = data
+        await self._finish(job, JobStatus.ERROR, progress=-1)
+        return JobStatus.ERROR
 
     async def _finish(
         self,
@@ -296,23 +318,23 @@ class WorkerPool:
 
     async def heartbeat_once(self) -> None:
         """Advance the heartbeat of running jobs; stop those canceled or recovered elsewhere."""
-        running = [(jid, r.ctx.job.attempt) for jid, r in self._running.items()]
+        running = [(jid, ctx.job.attempt) for jid, ctx in self._running.items()]
         if not running:
             return
         statuses = await asyncio.to_thread(
             self.store.jobs.heartbeat_status, running, self.node_id, self.clock.now_ms()
         )
         for jid, _ in running:
-            entry = self._running.get(jid)
-            if entry is None or entry.task.done():
+            ctx = self._running.get(jid)
+            if ctx is None or ctx._task is None or ctx._task.done():
                 continue
             status = statuses.get(jid)
-            if status is None and (jid, entry.ctx.job.attempt) not in self._done:
-                entry.ctx._stop_reason = _Stop.LOST
-                entry.task.cancel()
+            if status is None and (jid, ctx.job.attempt) not in self._done:
+                ctx._stop_reason = _Stop.LOST
+                ctx._task.cancel()
             elif status == JobStatus.CANCEL_REQUESTED.value:
-                entry.ctx._stop_reason = _Stop.CANCELED
-                entry.task.cancel()
+                ctx._stop_reason = _Stop.CANCELED
+                ctx._task.cancel()
 
     async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
         while True:
@@ -325,16 +347,24 @@ class WorkerPool:
     async def shutdown(self, grace_s: float) -> None:
         """Stop claiming, let running jobs finish for `grace_s`, release the rest to pending."""
         self._claiming = False
-        tasks = [r.task for r in self._running.values()]
+        tasks = [ctx._task for ctx in self._running.values() if ctx._task]
         if tasks:
             await asyncio.wait(tasks, timeout=grace_s)
-        for entry in list(self._running.values()):
-            entry.ctx._stop_reason = _Stop.SHUTDOWN
-            entry.task.cancel()
-        leftover = [r.task for r in self._running.values()]
+        for ctx in list(self._running.values()):
+            ctx._stop_reason = _Stop.SHUTDOWN
+            if ctx._task:
+                ctx._task.cancel()
+        leftover = [ctx._task for ctx in self._running.values() if ctx._task]
         if leftover:
             await asyncio.wait(leftover, timeout=10)
         await self.flush()
+
+
+def _kv(text: str) -> str:
+    """A value for a key=value log line: JSON-quoted when it has spaces, quotes or `=`."""
+    if text and text.isprintable() and not any(c in text for c in ' "=\\'):
+        return text
+    return json.dumps(text)
 
 
 async def _first(aws: Sequence[Awaitable[object]], timeout: float) -> None:

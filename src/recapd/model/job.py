@@ -12,9 +12,14 @@ class JobType(StrEnum):
 
     SCHEDULED_RECAP = "scheduled_recap"
     RECAP = "recap"
+    RECAP_DELIVERY = "recap_delivery"
 
 
-ALL_JOB_TYPES: tuple[JobType, ...] = (JobType.SCHEDULED_RECAP, JobType.RECAP)
+ALL_JOB_TYPES: tuple[JobType, ...] = (
+    JobType.SCHEDULED_RECAP,
+    JobType.RECAP,
+    JobType.RECAP_DELIVERY,
+)
 
 
 class JobStatus(StrEnum):

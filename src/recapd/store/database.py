@@ -4,6 +4,7 @@ hides their differences (transactions, locks, upserts) from the stores."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -16,6 +17,17 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+# COPY's text format: tab-separated columns, one row a line, NULL as \N, and backslash escapes
+# for the characters that would end a value early.
+COPY_NULL = "\\N"
+COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def copy_escape(value: str) -> str:
+    """`value` as one field of COPY's text format."""
+    return value.translate(_COPY_ESCAPES)
 
 
 def to_sqlalchemy_url(url: str) -> str:
@@ -135,6 +147,18 @@ class Database:
         with raw.cursor() as cur, cur.copy(f'COPY "{target}" ({names}) FROM STDIN') as copy:
             for row in rows:
                 copy.write_row([json.dumps(row[c]) if c in json_cols else row[c] for c in cols])
+
+    def copy_text(self, conn: Connection, target: str, columns: Sequence[str], data: str) -> None:
+        """Bulk-load `data`, lines already in COPY's text format (see copy_escape), into the
+        table `target` inside the caller's transaction: one write instead of one per row."""
+        if not self.is_postgres:
+            raise RuntimeError("COPY is PostgreSQL-only")
+        raw = conn.connection.driver_connection
+        if raw is None:
+            raise RuntimeError("no driver connection")
+        names = ", ".join(f'"{c}"' for c in columns)
+        with raw.cursor() as cur, cur.copy(f'COPY "{target}" ({names}) FROM STDIN') as copy:
+            copy.write(data)
 
     def dispose(self) -> None:
         """Close every pooled connection."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import fields
 from typing import Any
 
 import sqlalchemy as sa
@@ -11,8 +13,14 @@ from sqlalchemy.engine import Connection
 
 from recapd.model.app_error import AppError
 from recapd.model.job import Job, JobStatus
-from recapd.store.database import Database
-from recapd.store.tables import JOB_FINISHED, JOB_LIVE, JOB_PENDING, JOB_RUNNING, jobs
+from recapd.store.database import COPY_NULL, COPY_SPECIAL, Database, copy_escape
+from recapd.store.tables import (
+    JOB_FINISHED,
+    JOB_LIVE_KEY,
+    JOB_PENDING,
+    JOB_RUNNING,
+    jobs,
+)
 
 t = jobs
 
@@ -39,28 +47,16 @@ def _runs(pairs: Sequence[tuple[str, int]], postgres: bool) -> sa.ColumnElement[
     )
 
 
-_FIELDS = (
-    "id",
-    "type",
-    "priority",
-    "create_at",
-    "start_at",
-    "last_activity_at",
-    "status",
-    "progress",
-    "data",
-    "dedupe_key",
-    "attempt",
-    "run_at",
-    "node_id",
-    "term",
-)
+# Job's fields in declaration order: rows are read as these columns and turned into Jobs
+# positionally (a claim reads thousands of rows; a mapping per row cost half of its Python).
+_FIELDS = tuple(f.name for f in fields(Job))
+_COLUMNS = tuple(t.c[f] for f in _FIELDS)
 
 
-def _row_to_job(row: sa.Row[Any]) -> Job:
-    m = row._mapping
-    job = Job(**{f: m[f] for f in _FIELDS})
-    job.data = dict(job.data or {})
+def _row_to_job(row: Sequence[Any]) -> Job:
+    job = Job(*row)
+    if type(job.data) is not dict:
+        job.data = dict(job.data or {})
     return job
 
 
@@ -69,6 +65,28 @@ def _job_to_row(job: Job) -> dict[str, Any]:
     row["status"] = str(job.status)
     row["type"] = str(job.type)
     return row
+
+
+def _copy_lines(new_jobs: Sequence[Job]) -> str:
+    """The jobs as COPY text-format lines, columns in _FIELDS order: built in one pass, with
+    escaping only for a row whose text needs it (ids, types and statuses never do)."""
+    lines = []
+    for j in new_jobs:
+        data = json.dumps(j.data) if j.data else "{}"
+        key = j.dedupe_key
+        text = (j.id, j.type, j.status, data, key or "", j.node_id)
+        if COPY_SPECIAL.search("".join(text)):
+            fid, ftype, fstatus, data, esc_key, node = (copy_escape(v) for v in text)
+            key = None if key is None else esc_key
+        else:
+            fid, ftype, fstatus, node = j.id, j.type, j.status, j.node_id
+        lines.append(
+            f"{fid}\t{ftype}\t{j.priority:d}\t{j.create_at:d}\t{j.start_at:d}\t"
+            f"{j.last_activity_at:d}\t{fstatus}\t{j.progress:d}\t{data}\t"
+            f"{COPY_NULL if key is None else key}\t{j.attempt:d}\t{j.run_at:d}\t{node}\t"
+            f"{j.term:d}\n"
+        )
+    return "".join(lines)
 
 
 def _not_found(job_id: str) -> AppError:
@@ -106,13 +124,13 @@ class JobStore:
         """Insert many jobs in one statement."""
         if not new_jobs:
             return
-        rows = [_job_to_row(j) for j in new_jobs]
         with self._db.transaction(conn) as c:
             if self._db.is_postgres:
-                self._db.copy_rows(c, t, rows)  # COPY: several times faster than INSERTs
+                # COPY, one pre-built buffer: several times faster than INSERTs.
+                self._db.copy_text(c, t.name, _FIELDS, _copy_lines(new_jobs))
             else:
-                c.execute(t.insert(), rows)
-            self._notify(c, [j.type for j in new_jobs])
+                c.execute(t.insert(), [_job_to_row(j) for j in new_jobs])
+            self._notify(c, {j.type for j in new_jobs})
 
     def save_once(self, job: Job, *, conn: Connection | None = None) -> tuple[Job, bool]:
         """Insert `job` unless a live job with its dedupe key exists.
@@ -125,7 +143,7 @@ class JobStore:
         ins = (
             self._db.insert(t)
             .values(_job_to_row(job))
-            .on_conflict_do_nothing(index_elements=[t.c.dedupe_key], index_where=JOB_LIVE)
+            .on_conflict_do_nothing(index_elements=[t.c.dedupe_key], index_where=JOB_LIVE_KEY)
             .returning(t.c.id)
         )
         with self._db.transaction(conn) as c:
@@ -133,7 +151,7 @@ class JobStore:
                 self._notify(c, [job.type])
                 return job, True
             existing = c.execute(
-                sa.select(t).where(t.c.dedupe_key == job.dedupe_key, JOB_LIVE)
+                sa.select(*_COLUMNS).where(t.c.dedupe_key == job.dedupe_key, JOB_LIVE_KEY)
             ).first()
         if existing is None:
             # The holder finished between our insert and our read: the key is free again, so
@@ -147,7 +165,7 @@ class JobStore:
             return 0
         ins = (
             self._db.insert(t)
-            .on_conflict_do_nothing(index_elements=[t.c.dedupe_key], index_where=JOB_LIVE)
+            .on_conflict_do_nothing(index_elements=[t.c.dedupe_key], index_where=JOB_LIVE_KEY)
             .returning(t.c.id)
         )
         rows = [_job_to_row(j) for j in new_jobs]
@@ -164,7 +182,7 @@ class JobStore:
         """The dedupe keys among `keys` that a live job holds."""
         if not keys:
             return set()
-        q = sa.select(t.c.dedupe_key).where(t.c.dedupe_key.in_(list(keys)), JOB_LIVE)
+        q = sa.select(t.c.dedupe_key).where(t.c.dedupe_key.in_(list(keys)), JOB_LIVE_KEY)
         with self._db.transaction(conn) as c:
             return {r[0] for r in c.execute(q)}
 
@@ -181,14 +199,14 @@ class JobStore:
         cols = ", ".join(_FIELDS)
         q = (
             f"INSERT INTO jobs ({cols}) SELECT {cols} FROM jobs_staged "
-            f"ON CONFLICT (dedupe_key) WHERE {JOB_LIVE.text} DO NOTHING RETURNING id"
+            f"ON CONFLICT (dedupe_key) WHERE {JOB_LIVE_KEY.text} DO NOTHING RETURNING id"
         )
         return len(c.exec_driver_sql(q).all())
 
     def get(self, job_id: str, *, conn: Connection | None = None) -> Job:
         """The job; AppError 404 when missing."""
         with self._db.transaction(conn) as c:
-            row = c.execute(sa.select(t).where(t.c.id == job_id)).first()
+            row = c.execute(sa.select(*_COLUMNS).where(t.c.id == job_id)).first()
         if row is None:
             raise _not_found(job_id)
         return _row_to_job(row)
@@ -203,7 +221,7 @@ class JobStore:
         conn: Connection | None = None,
     ) -> list[Job]:
         """Jobs, newest first, optionally of one type and in some statuses."""
-        q = sa.select(t)
+        q = sa.select(*_COLUMNS)
         if type is not None:
             q = q.where(t.c.type == type)
         if statuses:
@@ -270,7 +288,7 @@ class JobStore:
                 node_id=node_id,
                 attempt=t.c.attempt + 1,
             )
-            .returning(*t.c)
+            .returning(*_COLUMNS)
         )
         with self._db.transaction(conn) as c:
             claimed = [_row_to_job(r) for r in c.execute(q)]
@@ -350,7 +368,7 @@ class JobStore:
     ) -> list[Job]:
         """Running jobs whose heartbeat stopped before `older_than_ms`."""
         q = (
-            sa.select(t)
+            sa.select(*_COLUMNS)
             .where(JOB_RUNNING, t.c.last_activity_at < older_than_ms)
             .order_by(t.c.last_activity_at)
             .limit(limit)

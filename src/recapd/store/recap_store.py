@@ -270,9 +270,19 @@ class RecapStore:
         return recap
 
     def list_for_user(
-        self, user_id: str, page: int = 0, per_page: int = 60, *, conn: Connection | None = None
+        self,
+        user_id: str,
+        page: int = 0,
+        per_page: int = 60,
+        *,
+        unread_first: bool = False,
+        conn: Connection | None = None,
     ) -> list[Recap]:
-        """The user's recaps, newest first, without channels; skipped and deleted are hidden."""
+        """The user's recaps, newest first (the unread ones before the rest when asked),
+        without channels; skipped and deleted are hidden."""
+        order: list[sa.ColumnElement[Any]] = [t.c.create_at.desc(), t.c.id.desc()]
+        if unread_first:
+            order.insert(0, sa.case((t.c.read_at == 0, 0), else_=1))
         q = (
             sa.select(t)
             .where(
@@ -280,9 +290,27 @@ class RecapStore:
                 t.c.delete_at == 0,
                 t.c.status != RecapStatus.SKIPPED.value,
             )
-            .order_by(t.c.create_at.desc(), t.c.id.desc())
+            .order_by(*order)
             .limit(per_page)
             .offset(page * per_page)
+        )
+        with self._db.transaction(conn) as c:
+            return [_row_to_recap(r) for r in c.execute(q)]
+
+    def changed_since(
+        self, user_id: str, since_ms: int, limit: int = 100, *, conn: Connection | None = None
+    ) -> list[Recap]:
+        """The user's recaps whose update_at >= since_ms, deleted ones included (so a page can
+        drop them), skipped ones left out; oldest change first, without channels."""
+        q = (
+            sa.select(t)
+            .where(
+                t.c.user_id == user_id,
+                t.c.update_at >= since_ms,
+                t.c.status != RecapStatus.SKIPPED.value,
+            )
+            .order_by(t.c.update_at, t.c.id)
+            .limit(limit)
         )
         with self._db.transaction(conn) as c:
             return [_row_to_recap(r) for r in c.execute(q)]

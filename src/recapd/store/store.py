@@ -8,10 +8,12 @@ from contextlib import contextmanager
 from sqlalchemy.engine import Connection
 
 from recapd.store.database import Database
+from recapd.store.delivery_store import DeliveryStore
 from recapd.store.job_store import JobStore
 from recapd.store.lease_store import LeaseStore
 from recapd.store.recap_store import RecapStore
 from recapd.store.scheduled_recap_store import ScheduledRecapStore
+from recapd.store.secret_store import SecretStore
 from recapd.store.token_store import TokenStore
 from recapd.store.workspace_store import WorkspaceStore
 
@@ -30,6 +32,8 @@ class Store:
         self.leases = LeaseStore(db)
         self.workspace = WorkspaceStore(db)
         self.tokens = TokenStore(db)
+        self.delivery = DeliveryStore(db)
+        self.secrets = SecretStore(db)
 
     @classmethod
     def open(cls, url: str) -> Store:

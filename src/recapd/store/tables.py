@@ -105,6 +105,8 @@ recaps = sa.Table(
 RECAP_IS_SCHEDULED = sa.text("scheduled_recap_id <> ''")
 
 sa.Index("ix_recaps_user_id_create_at", recaps.c.user_id, recaps.c.create_at)
+# The web page's live updates ask for a user's recaps changed since the last look.
+sa.Index("ix_recaps_user_id_update_at", recaps.c.user_id, recaps.c.update_at)
 sa.Index("ix_recaps_status", recaps.c.status)
 # One recap per occurrence: the unique key a retried job runs into instead of making another.
 sa.Index(
@@ -165,6 +167,11 @@ JOB_PENDING = sa.text("status = 'pending'")
 JOB_LIVE = sa.text("status IN ('pending', 'in_progress', 'cancel_requested')")
 JOB_RUNNING = sa.text("status IN ('in_progress', 'cancel_requested')")
 JOB_FINISHED = sa.text("status IN ('success', 'error', 'canceled', 'warning')")
+# The dedupe index's predicate, which ON CONFLICT (dedupe_key) must repeat: jobs without a key
+# (most of them) cost that index nothing when inserted or claimed.
+JOB_LIVE_KEY = sa.text(
+    "dedupe_key IS NOT NULL AND status IN ('pending', 'in_progress', 'cancel_requested')"
+)
 
 # Claiming reads only pending rows of one type, best first.
 sa.Index(
@@ -199,8 +206,8 @@ sa.Index(
     "uq_jobs_live_dedupe_key",
     jobs.c.dedupe_key,
     unique=True,
-    sqlite_where=JOB_LIVE,
-    postgresql_where=JOB_LIVE,
+    sqlite_where=JOB_LIVE_KEY,
+    postgresql_where=JOB_LIVE_KEY,
 )
 
 # Named leases (leader election): the database's clock decides expiry and issues the terms.
@@ -316,4 +323,29 @@ user_roles = sa.Table(
     metadata,
     _id("user_id", primary_key=True),
     sa.Column("roles", sa.Text, nullable=False, server_default=""),
+)
+
+# Per-user outgoing webhook (Slack/Mattermost incoming-webhook URL) told of finished recaps.
+user_webhooks = sa.Table(
+    "user_webhooks",
+    metadata,
+    _id("user_id", primary_key=True),
+    sa.Column("url", sa.Text, nullable=False),
+    _ms("create_at"),
+    _ms("update_at"),
+    # The last delivery that succeeded (its job's key: a retry after it does not post twice)
+    # and the last failure, so the user can see a broken webhook.
+    sa.Column("last_delivery_key", sa.String(255), nullable=False, server_default=""),
+    _ms("last_delivery_at"),
+    sa.Column("last_error", sa.Text, nullable=False, server_default=""),
+    _ms("last_error_at"),
+)
+
+# Server-wide secrets every node shares (the web session-signing key), made once on first use.
+system_secrets = sa.Table(
+    "system_secrets",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    _ms("create_at"),
 )

@@ -14,6 +14,7 @@ from recapd.model.chat import (
     SYSTEM_POST_PREFIX,
     Channel,
     ChannelMember,
+    ChannelType,
     Post,
     Reaction,
     Team,
@@ -417,8 +418,13 @@ class WorkspaceStore:
             return [_row_to_channel(r) for r in c.execute(q)]
 
     def unread_channels(self, user_id: str, *, conn: Connection | None = None) -> list[Channel]:
-        """The user's live channels with a conversation post by someone else since last read."""
+        """The user's live channels with a conversation post by someone else since last read.
+
+        A bot's post in a direct channel does not count: the recap bot's own messages must not
+        make the next "all unreads" recap summarize the last one.
+        """
         m = channel_members
+        bots = sa.select(users.c.id).where(users.c.is_bot.is_(True))
         unread = (
             sa.select(sa.literal(1))
             .where(
@@ -426,6 +432,9 @@ class WorkspaceStore:
                 posts.c.create_at > m.c.last_viewed_at,
                 posts.c.user_id != user_id,
                 _conversation(),
+                sa.not_(
+                    sa.and_(channels.c.type == ChannelType.DIRECT.value, posts.c.user_id.in_(bots))
+                ),
             )
             .exists()
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from recapd.agents.base import AgentPost
-from recapd.summarize.budget import PostBudget, effective_post_limit
+from recapd.summarize.budget import PostBudget, effective_post_limit, fair_shares
 from recapd.summarize.chunking import group_threads, post_tokens, split_parts
 from recapd.summarize.window import DAY_MS, window_start
 
@@ -59,13 +59,34 @@ def test_window_start() -> None:
     assert window_start("", now, 99) == 99
 
 
-def test_post_budget_shared_atomically() -> None:
+def test_post_budget_is_split_fairly_once_every_channel_has_asked() -> None:
     async def main() -> list[int]:
-        budget = PostBudget(100)
-        return await asyncio.gather(*(budget.take(30) for _ in range(5)))
+        budget = PostBudget(100, ["a", "b", "c", "d", "e"])
+        budget.withdraw("e")  # failed before reading: its share goes to the others
+        return list(
+            await asyncio.gather(
+                budget.take("a", 500),
+                budget.take("b", 10),
+                budget.take("c", 60),
+                budget.take("d", 40),
+            )
+        )
 
-    assert sorted(asyncio.run(main())) == [0, 10, 30, 30, 30]
-    assert asyncio.run(PostBudget(-1).take(10**6)) == 10**6
+    assert asyncio.run(main()) == [30, 10, 30, 30]
+    assert asyncio.run(PostBudget(-1, ["a"]).take("a", 10**6)) == 10**6
+
+
+def test_fair_shares() -> None:
+    assert fair_shares(100, {"a": 500, "b": 10, "c": 60, "d": 40}) == {
+        "b": 10,
+        "d": 30,
+        "c": 30,
+        "a": 30,
+    }
+    assert fair_shares(10, {"a": 3, "b": 3}) == {"a": 3, "b": 3}
+    assert fair_shares(0, {"a": 3}) == {"a": 0}
+    assert fair_shares(7, {"a": 5, "b": 5}) == {"a": 3, "b": 4}
+    assert fair_shares(5, {}) == {}
 
 
 def test_effective_post_limit() -> None:

@@ -116,7 +116,7 @@ def test_manual_recap_with_the_extractive_agent(store: Store) -> None:
     assert cited and cited <= dev_ids
     assert any(a.owner == "dave" for a in dev.action_items), dev.action_items
     links = asyncio.run(rt.chat.permalink(ws.posts[0]))
-    assert links == f"http://localhost:8065/acme/pl/{ws.posts[0].id}"
+    assert links == f"http://127.0.0.1:8065/acme/pl/{ws.posts[0].id}"
 
 
 def test_creation_checks(store: Store) -> None:
@@ -340,3 +340,23 @@ def test_a_huge_channel_is_map_reduced_within_the_per_call_budget(store: Store) 
     # Every post went to the model in some map call: nothing was silently dropped.
     assert seen == set(range(n))
     assert len(requests) > n // 1000  # many map calls, then merges
+
+
+def test_a_long_channel_cannot_take_the_whole_post_budget(store: Store) -> None:
+    ws = make_workspace(store, ["alice", "bob"], {"long": ["alice", "bob"], "short": ["alice"]})
+    add_posts(store, ws, "long", [("bob", f"long {i}") for i in range(300)], T0, step_ms=1000)
+    add_posts(store, ws, "short", [("alice", f"short {i}") for i in range(30)], T0, step_ms=1000)
+    rt = runtime_for(store, ai_recaps={"max_posts_per_recap": 100, "max_posts_per_day": -1})
+    alice = ws.users["alice"].id
+    chans = [ws.channels["long"].id, ws.channels["short"].id]
+
+    async def main() -> Recap:
+        recap = await rt.recaps.create(alice, title="", channel_ids=chans)
+        return await run_until_done(rt, alice, recap.id)
+
+    recap = asyncio.run(main())
+    assert recap.status == "completed", recap.error
+    read = {c.channel_name: len(c.source_post_ids) for c in recap.channels}
+    # The short channel is read whole and the long one gets the rest, its newest posts.
+    assert read == {"Long": 70, "Short": 30}
+    assert recap.total_message_count == 100

@@ -86,7 +86,7 @@ class ChannelSummarizer:
                 result.error = "You can no longer read this channel."
                 return ChannelSummary(result)
             posts = await self._window_posts(job)
-            granted = await budget.take(len(posts))
+            granted = await budget.take(job.channel_id, len(posts))
             # Over the post budget, the newest posts are kept (the limit is the admin's).
             posts = posts[len(posts) - granted :] if granted < len(posts) else posts
             return await self._summarize_posts(job, channel, posts, result)
@@ -94,6 +94,8 @@ class ChannelSummarizer:
             result.status = ChannelStatus.FAILED
             result.error = _reason(exc)
             return ChannelSummary(result)
+        finally:
+            budget.withdraw(job.channel_id)  # a channel that never asked frees its share
 
     async def _window_posts(self, job: ChannelJob) -> list[Post]:
         last_viewed = await self.chat.last_viewed_at(job.reader.id, job.channel_id)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from recapd.app.agents import AgentPool
+from recapd.app.delivery import enqueue_delivery
 from recapd.app.permissions import ensure_can_read
 from recapd.chat.source import ChatSource
 from recapd.clock import Clock
@@ -275,7 +276,7 @@ class RecapService:
             lim.effective_limit("max_posts_per_day"),
             used_today - recap.total_message_count,
         )
-        budget = PostBudget(limit if limit < 0 else max(0, limit - already))
+        budget = PostBudget(limit if limit < 0 else max(0, limit - already), todo)
         finished = len(done)
 
         async def one(channel_id: str) -> ChannelSummary:
@@ -306,11 +307,10 @@ class RecapService:
             f"{c.channel_name or c.channel_id}: {c.error}" for c in channels if c.error
         )
         await asyncio.to_thread(
-            recaps.update_status,
+            self._finish,
             recap.id,
             RecapStatus.COMPLETED if ok else RecapStatus.FAILED,
             [RecapStatus.PROCESSING],
-            self.clock.now_ms(),
             error="" if ok else f"Every channel failed. {failed_reasons}",
             total_message_count=messages,
             tokens=(prompt, completion),
@@ -319,13 +319,40 @@ class RecapService:
     async def fail_recap(self, recap_id: str, reason: str) -> None:
         """Record a recap as failed with a reason, unless it finished or changed meanwhile."""
         await asyncio.to_thread(
-            self.store.recaps.update_status,
+            self._finish,
             recap_id,
             RecapStatus.FAILED,
             [RecapStatus.PENDING, RecapStatus.PROCESSING],
-            self.clock.now_ms(),
             error=reason,
         )
+
+    def _finish(
+        self,
+        recap_id: str,
+        status: RecapStatus,
+        expected: list[RecapStatus],
+        *,
+        error: str,
+        total_message_count: int | None = None,
+        tokens: tuple[int, int] | None = None,
+    ) -> bool:
+        """Set the final status (compare-and-set) and queue the delivery job in ONE
+        transaction: only the writer that finishes the recap announces it, exactly once."""
+        now = self.clock.now_ms()
+        with self.store.transaction() as conn:
+            changed = self.store.recaps.update_status(
+                recap_id,
+                status,
+                expected,
+                now,
+                error=error,
+                total_message_count=total_message_count,
+                tokens=tokens,
+                conn=conn,
+            )
+            if changed:
+                enqueue_delivery(self.jobs, recap_id, status, now, conn)
+        return changed
 
 
 def _not_found(recap_id: str) -> AppError:

@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from recapd.app.delivery import enqueue_delivery
 from recapd.app.recaps import recap_job_key
 from recapd.config import Settings
 from recapd.jobs.scheduled_recap.scheduler import occurrence_key
 from recapd.jobs.scheduler import Scheduler, SchedulerContext
+from recapd.jobs.server import JobServer
 from recapd.model.recap import Recap, RecapStatus
 from recapd.store.store import Store
 
@@ -31,8 +33,9 @@ class StuckRecapRecovery(Scheduler):
 
     name = "stuck_recap_recovery"
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, jobs: JobServer) -> None:
         self.store = store
+        self.jobs = jobs
 
     def enabled(self, settings: Settings) -> bool:
         return True
@@ -60,12 +63,16 @@ class StuckRecapRecovery(Scheduler):
         for recap in stuck:
             if job_key_of(recap) in live:
                 continue
-            if recaps.update_status(
-                recap.id,
-                RecapStatus.FAILED,
-                [RecapStatus(recap.status)],
-                now_ms,
-                error="The recap was interrupted and could not be finished; try again.",
-            ):
-                failed += 1
+            with self.store.transaction() as conn:
+                if recaps.update_status(
+                    recap.id,
+                    RecapStatus.FAILED,
+                    [RecapStatus(recap.status)],
+                    now_ms,
+                    error="The recap was interrupted and could not be finished; try again.",
+                    conn=conn,
+                ):
+                    # Told like any failed recap, queued with the failure itself.
+                    enqueue_delivery(self.jobs, recap.id, RecapStatus.FAILED, now_ms, conn)
+                    failed += 1
         return failed

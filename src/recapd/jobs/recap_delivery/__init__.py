@@ -1,0 +1,1 @@
+"""The recap_delivery job type: tell a user their recap finished."""

@@ -14,10 +14,12 @@ import asyncio
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Final
 
+from recapd import metrics
 from recapd.agents.base import (
     AgentPost,
     AgentResult,
@@ -792,10 +794,22 @@ class ExtractiveAgent:
 
     async def summarize(self, request: SummarizeRequest) -> AgentResult:
         """Highlights and action items picked from the request's posts."""
-        if len(request.posts) > _THREAD_OFFLOAD_POSTS:
-            return await asyncio.to_thread(summarize_posts, request, weights=self.weights)
-        return summarize_posts(request, weights=self.weights)
+        with self._metered("summarize"):
+            if len(request.posts) > _THREAD_OFFLOAD_POSTS:
+                return await asyncio.to_thread(summarize_posts, request, weights=self.weights)
+            return summarize_posts(request, weights=self.weights)
 
     async def merge(self, request: MergeRequest) -> AgentResult:
         """The partials' items re-ranked, near-duplicates folded together."""
-        return merge_results(request, weights=self.weights)
+        with self._metered("merge"):
+            return merge_results(request, weights=self.weights)
+
+    @contextmanager
+    def _metered(self, operation: str) -> Iterator[None]:
+        # Counted like an LLM call, so dashboards compare agents; it uses no tokens.
+        with metrics.agent_call(self.id, operation):
+            try:
+                yield
+            except Exception:
+                metrics.record_agent_error(self.id, "internal")
+                raise

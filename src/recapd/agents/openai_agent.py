@@ -22,6 +22,7 @@ import openai
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 
+from recapd import metrics
 from recapd.agents.base import (
     AgentError,
     AgentResult,
@@ -108,7 +109,8 @@ class OpenAIAgent:
         if not request.posts:
             return AgentResult()
         return await self._complete(
-            lambda json_in_prompt: summarize_prompt(request, json_in_prompt=json_in_prompt)
+            "summarize",
+            lambda json_in_prompt: summarize_prompt(request, json_in_prompt=json_in_prompt),
         )
 
     async def merge(self, request: MergeRequest) -> AgentResult:
@@ -129,9 +131,10 @@ class OpenAIAgent:
             merged.usage = left.usage + right.usage + merged.usage
             return merged
         return await self._complete(
+            "merge",
             lambda json_in_prompt: merge_prompt(
                 _with_partials(request, partials), json_in_prompt=json_in_prompt
-            )
+            ),
         )
 
     async def aclose(self) -> None:
@@ -180,7 +183,24 @@ class OpenAIAgent:
         )
         return completion
 
-    async def _complete(self, render: Callable[[bool], Prompt]) -> AgentResult:
+    async def _metered_create(
+        self, operation: str, prompt: Prompt, structured: bool
+    ) -> ChatCompletion:
+        """One request, counted and timed (recapd_agent_* metrics), with its tokens when the
+        server reported them."""
+        with metrics.agent_call(self.id, operation):
+            try:
+                completion = await self._create(prompt, structured)
+            except Exception as exc:
+                metrics.record_agent_error(self.id, _error_reason(exc))
+                raise
+        if completion.usage is not None:
+            metrics.record_agent_tokens(
+                self.id, completion.usage.prompt_tokens, completion.usage.completion_tokens
+            )
+        return completion
+
+    async def _complete(self, operation: str, render: Callable[[bool], Prompt]) -> AgentResult:
         usage = TokenUsage()
         retries = 0
         answered_invalid = False
@@ -190,7 +210,7 @@ class OpenAIAgent:
             failure: Exception
             delay: float | None = None
             try:
-                completion = await self._create(prompt, structured)
+                completion = await self._metered_create(operation, prompt, structured)
             except openai.APIStatusError as exc:
                 if self._adapt_to(exc, structured):
                     continue
@@ -217,7 +237,11 @@ class OpenAIAgent:
                 usage += _usage_of(completion, prompt)
                 try:
                     parsed = _parse(completion, prompt, self.id)
+                except AgentError:
+                    metrics.record_agent_error(self.id, "declined")
+                    raise
                 except OutputError as exc:
+                    metrics.record_agent_error(self.id, "invalid_answer")
                     # A model sometimes botches one answer; asking once more is cheap.
                     if answered_invalid:
                         raise AgentError(
@@ -282,6 +306,21 @@ def _with_partials(request: MergeRequest, partials: list[AgentResult]) -> MergeR
         custom_instructions=request.custom_instructions,
         language=request.language,
     )
+
+
+def _error_reason(exc: Exception) -> str:
+    """The `reason` label of a failed request."""
+    if isinstance(exc, openai.APIStatusError):
+        if exc.status_code == 429:
+            return "rate_limited"
+        return "server_error" if exc.status_code >= 500 else "client_error"
+    if isinstance(exc, openai.APITimeoutError):
+        return "timeout"
+    if isinstance(exc, openai.APIConnectionError):
+        return "connection"
+    if isinstance(exc, openai.APIResponseValidationError | ValueError):
+        return "invalid_response"
+    return "internal"
 
 
 def _describe(exc: Exception) -> str:

@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from recapd import __version__
-from recapd.api import errors, routes_recaps, routes_scheduled_recaps, routes_system
+from recapd import __version__, metrics, web
+from recapd.api import (
+    errors,
+    routes_jobs,
+    routes_posts,
+    routes_recaps,
+    routes_scheduled_recaps,
+    routes_slash,
+    routes_system,
+    routes_users,
+)
+from recapd.api.request_log import RequestLogMiddleware
 from recapd.runtime import Runtime
 
 
@@ -13,8 +23,18 @@ def create_app(runtime: Runtime) -> FastAPI:
     """The REST API on `runtime` (OpenAPI at /docs)."""
     app = FastAPI(title="recapd", version=__version__)
     app.state.runtime = runtime
+    # /metrics counts jobs in the database, at most once per 5 s however often it is scraped.
+    app.state.job_counts = metrics.CachedJobCounts(
+        runtime.store.jobs.count_by_type_and_status, runtime.jobs.clock
+    )
     errors.install(app)
+    app.add_middleware(RequestLogMiddleware)  # outermost: one line per request
     app.include_router(routes_recaps.router)
     app.include_router(routes_scheduled_recaps.router)
     app.include_router(routes_system.router)
+    app.include_router(routes_jobs.router)
+    app.include_router(routes_posts.router)
+    app.include_router(routes_users.router)
+    app.include_router(routes_slash.router)
+    web.install(app)  # the browser pages, after the API routes
     return app

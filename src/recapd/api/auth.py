@@ -1,8 +1,8 @@
-"""Authentication: `Authorization: Bearer <personal access token>` -> the user's id."""
+"""Authentication: `Authorization: Bearer <token>` -> the user's id (app/sign_in.py: a local
+personal access token, or a Mattermost token when recapd reads a Mattermost server)."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -31,12 +31,12 @@ async def current_user_id(request: Request) -> str:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise _session_expired()
-    runtime = runtime_of(request)
-    now = runtime.recaps.clock.now_ms()
-    user_id = await asyncio.to_thread(runtime.store.tokens.lookup, token, now)
-    if user_id is None:
+    # A local personal access token, or (chat = "mattermost") a Mattermost token.
+    identity = await runtime_of(request).sign_in.authenticate(token)
+    if identity is None:
         raise _session_expired()
-    return user_id
+    request.state.user_id = identity.user_id  # for the request log
+    return identity.user_id
 
 
 UserId = Annotated[str, Depends(current_user_id)]

@@ -57,24 +57,35 @@ class RequestIdMiddleware(BaseHTTPMiddleware):
         return response
 
 
+# Deeper JSON than this is refused: nothing recapd stores nests so deep, and walking or
+# encoding it recursively could exhaust the stack (a 500).
+MAX_JSON_DEPTH = 64
+
+
 def _bad_text(value: Any) -> bool:
     """True when text anywhere in `value` holds NUL or a lone surrogate (which databases and
-    encoders reject)."""
-    if isinstance(value, str):
-        return "\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value)
-    if isinstance(value, dict):
-        return any(_bad_text(k) or _bad_text(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(_bad_text(v) for v in value)
+    encoders reject), or when `value` nests deeper than MAX_JSON_DEPTH."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item or any("\ud800" <= ch <= "\udfff" for ch in item):
+                return True
+        elif isinstance(item, dict | list | tuple):
+            if depth >= MAX_JSON_DEPTH:
+                return True
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
     return False
 
 
 def check_text(value: Any, where: str = "body") -> None:
-    """AppError 400 when `value` holds text no database can store."""
+    """AppError 400 when `value` holds text no database can store or nests too deeply."""
     if _bad_text(value):
         raise AppError(
             INVALID_BODY if where == "body" else INVALID_URL,
-            f"Invalid text in the request {where}: NUL or unpaired surrogate characters.",
+            f"Invalid request {where}: NUL or unpaired surrogate characters, "
+            f"or JSON nested deeper than {MAX_JSON_DEPTH} levels.",
             status_code=400,
         )
 
@@ -109,6 +120,7 @@ def install(app: FastAPI) -> None:
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         ids = {
+            400: INVALID_BODY,  # e.g. a body FastAPI could not parse
             404: "api.context.404.app_error",
             405: "api.context.method_not_allowed.app_error",
         }

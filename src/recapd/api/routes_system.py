@@ -6,11 +6,11 @@ import asyncio
 from typing import Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
+from recapd import metrics as prom
 from recapd.api.auth import RuntimeDep
 from recapd.runtime import Runtime
 from recapd.store import migrate
@@ -43,6 +43,7 @@ async def ping(rt: RuntimeDep) -> JSONResponse:
 
 
 @router.get("/metrics")
-async def metrics() -> Response:
-    """This process's Prometheus metrics."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request) -> Response:
+    """This process's Prometheus metrics, with the cluster's job counts."""
+    body = await asyncio.to_thread(prom.render, request.app.state.job_counts)
+    return Response(body, media_type=prom.CONTENT_TYPE_LATEST)

@@ -1,0 +1,61 @@
+"""Signing in with a personal access token (`recapd users token USER`) and signing out."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Depends
+from starlette.requests import Request
+from starlette.responses import Response
+
+from recapd.web.page_route import PageRoute, local_path, see_other
+from recapd.web.session import check_csrf, session_of
+from recapd.web.templating import render
+from recapd.web.viewer import RuntimeDep, token_user
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+# A token is 43 URL-safe characters; anything much longer is not one.
+_MAX_TOKEN_CHARS = 200
+
+
+@router.get("/login")
+async def login_page(request: Request, next: str = "/") -> Response:
+    """The sign-in form."""
+    session = await session_of(request)
+    if session.user_id:
+        return see_other(local_path(next))
+    return render(request, "login.html", session, next=local_path(next), token_error="")
+
+
+@router.post("/login", dependencies=[Depends(check_csrf)])
+async def login(request: Request, rt: RuntimeDep) -> Response:
+    """Check the token; on success, a signed-in session and the page asked for."""
+    session = await session_of(request)
+    form = await request.form()
+    token = str(form.get("token", "")).strip()
+    target = local_path(str(form.get("next", "/")))
+    found = None
+    if token and len(token) <= _MAX_TOKEN_CHARS and token.isascii() and token.isprintable():
+        found = await asyncio.to_thread(token_user, rt, token, rt.recaps.clock.now_ms())
+    if found is None:
+        message = (
+            "Paste your personal access token."
+            if not token
+            else "This token is not valid: it may be mistyped or revoked. "
+            "An administrator makes a new one with: recapd users token USERNAME"
+        )
+        return render(
+            request, "login.html", session, status_code=400, next=target, token_error=message
+        )
+    session.sign_in(*found, rt.recaps.clock.now_ms())
+    return see_other(target)
+
+
+@router.post("/logout", dependencies=[Depends(check_csrf)])
+async def logout(request: Request) -> Response:
+    """Forget the sign-in."""
+    session = await session_of(request)
+    session.sign_out()
+    session.say("You are signed out.")
+    return see_other("/login")

@@ -1,0 +1,124 @@
+"""The pages in headless Chromium against a real `recapd serve`: sign in, create a schedule
+through the form (an invalid time first), run it now and watch the recap appear in another tab
+without a reload, open a highlight's post, mark read, pause and resume. A phone-sized screen;
+a screenshot of every page."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.browser.conftest import Served, first_cited
+
+PHONE = {"width": 390, "height": 844}
+
+
+def test_a_user_schedules_runs_and_reads_a_recap(
+    served: Served, browser: Any, shot: Callable[[Any, str], Path]
+) -> None:
+    from playwright.sync_api import expect
+
+    context = browser.new_context(
+        base_url=served.url, timezone_id="Europe/Paris", viewport=PHONE, is_mobile=True
+    )
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    home = re.compile(re.escape(served.url) + r"/$")
+
+    # Sign in (a wrong token first).
+    page.goto("/")
+    expect(page).to_have_url(re.compile(r"/login\?next=/$"))
+    page.fill("#token", "not-a-token")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#token-error")).to_contain_text("This token is not valid")
+    shot(page, "01-login-error")
+    page.fill("#token", served.token)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(home)
+    expect(page.locator("#recap-empty")).to_be_visible()
+    shot(page, "02-recaps-empty")
+
+    # A new schedule: the zone defaults to the browser's; an impossible time is refused.
+    page.goto("/schedules/new")
+    expect(page.locator("#timezone")).to_have_value("Europe/Paris")
+    page.fill("#title", "Dev morning")
+    page.fill("#time_of_day", "25:00")
+    page.locator("label.day-toggle", has_text="Sat").click()
+    page.locator(f"input[name=channel_ids][value='{served.channel('dev')}']").check()
+    page.get_by_role("button", name="Create schedule").click()
+    expect(page.locator("#time_of_day-error")).to_have_text(
+        "Enter the time as HH:MM, 24-hour (00:00 to 23:59)."
+    )
+    expect(page.locator("#title")).to_have_value("Dev morning")
+    expect(page.locator("input[name=days][value='64']")).to_be_checked()
+    shot(page, "03-schedule-form-error")
+    page.fill("#time_of_day", "07:30")
+    page.get_by_role("button", name="Create schedule").click()
+    expect(page).to_have_url(re.compile(r"/schedules$"))
+    card = page.locator(".schedule", has_text="Dev morning")
+    expect(card.locator(".next-run")).to_contain_text(re.compile(r"07:30 CES?T"))
+    expect(page.locator(".notice")).to_contain_text("Schedule “Dev morning” created.")
+    shot(page, "04-schedules")
+
+    # Another tab keeps the recaps page open while this one runs the schedule now.
+    watcher = context.new_page()
+    watcher.goto("/")
+    watcher.evaluate("window.notReloaded = true")
+    expect(watcher.locator(".recap-row")).to_have_count(0)
+    card.get_by_role("button", name="Run now").click()
+    expect(page).to_have_url(home)
+    row = watcher.locator(".recap-row", has_text="Dev morning")
+    expect(row.locator(".badge")).to_have_text("Ready", timeout=20_000)
+    expect(row).to_have_class(re.compile(r"\bunread\b"))
+    assert watcher.evaluate("window.notReloaded") is True  # it came by server-sent events
+    shot(watcher, "05-recap-appeared-live")
+    watcher.close()
+
+    # The recap: channel cards with highlights linking to their posts.
+    page.goto("/")
+    page.locator(".recap-row a", has_text="Dev morning").click()
+    expect(page.locator("h1")).to_have_text("Dev morning")
+    expect(page.locator(".card h2").first).to_have_text(re.compile(r"^#"))
+    highlight = page.locator(".highlights a.cite").first
+    href = highlight.get_attribute("href") or ""
+    assert href.startswith(served.url + "/acme/pl/"), href
+    shot(page, "06-recap")
+    highlight.click()
+    expect(page.locator(".post-target")).to_contain_text(first_cited(served.ws.posts, href).message)
+    shot(page, "07-post")
+    page.go_back()
+
+    page.get_by_role("button", name="Mark read").click()
+    expect(page.locator(".notice")).to_have_text("Marked as read.")
+    expect(page.get_by_role("button", name="Mark read")).to_have_count(0)
+    shot(page, "08-recap-read")
+    page.goto("/")
+    expect(page.locator(".recap-row", has_text="Dev morning")).not_to_have_class(
+        re.compile(r"\bunread\b")
+    )
+
+    # Pause and resume.
+    page.goto("/schedules")
+    card.get_by_role("button", name="Pause").click()
+    expect(card.locator(".badge")).to_have_text("Paused")
+    expect(card.locator(".next-run")).to_have_count(0)
+    shot(page, "09-schedule-paused")
+    card.get_by_role("button", name="Resume").click()
+    expect(card.locator(".badge")).to_have_text("Active")
+    expect(card.locator(".next-run")).to_contain_text("07:30")
+    shot(page, "10-schedule-resumed")
+
+    # The jobs page (alice is an administrator): the run's jobs succeeded.
+    page.goto("/jobs")
+    expect(page.locator("table.jobs tbody tr").first).to_be_visible()
+    expect(page.locator(".badge-job-success").first).to_be_visible()
+    shot(page, "11-jobs")
+    page.goto("/schedules/new")
+    shot(page, "12-schedule-form")
+    missing = page.goto("/recaps/" + "x" * 26)
+    assert missing is not None and missing.status == 404
+    expect(page.locator("h1")).to_have_text("Not found")
+    shot(page, "13-not-found")
+    context.close()

@@ -22,7 +22,7 @@ from recapd.model.ids import new_id
 from recapd.model.job import Job, JobType
 from recapd.model.recap import Recap, RecapStatus, SkipReason, skipped_outcome
 from recapd.model.scheduled_recap import ChannelMode, ScheduledRecap
-from recapd.model.tz import load_zone, local_day_bounds
+from recapd.model.tz import InvalidZoneError, load_zone, local_day_bounds
 from recapd.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,10 @@ class ScheduledRecapService:
                 status_code=400,
             )
         values = {"agent_id": self.settings.default_agent, **fields}
+        if values.get("timezone") in (None, ""):
+            zone = await self.default_timezone(user_id)
+            if zone:
+                values["timezone"] = zone
         sr = ScheduledRecap.from_dict({**values, "user_id": user_id})
         now = self.clock.now_ms()
         sr.pre_save(now)
@@ -119,6 +123,16 @@ class ScheduledRecapService:
         saved = await asyncio.to_thread(self.store.scheduled_recaps.save_if_under_limit, sr, limit)
         self.jobs.wake_scheduler(JobType.SCHEDULED_RECAP, saved.next_run_at)
         return saved
+
+    async def default_timezone(self, user_id: str) -> str:
+        """The zone of the user's chat profile (Mattermost: automatic or manual, as set), or
+        "" when it has none that loads; a schedule created without a zone gets it."""
+        try:
+            zone = (await self.chat.get_user(user_id)).timezone
+            load_zone(zone)
+        except (AppError, InvalidZoneError):
+            return ""
+        return zone
 
     async def update(
         self, user_id: str, sr_id: str, fields: dict[str, Any], expected_update_at: int = 0

@@ -132,7 +132,7 @@ def test_import_a_log_then_make_a_recap_and_print_it(tmp_path: Path) -> None:
     text = out.stdout
     assert "status: completed" in text
     assert "Highlights:" in text
-    assert "http://localhost:8065/irc/pl/" in text
+    assert "http://127.0.0.1:8065/irc/pl/" in text
 
 
 def test_recap_for_an_unknown_channel_is_a_clear_error(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The `recapd` command: migrate, status, worker, jobs, version."""
+"""The `recapd` command: migrate, status, serve, worker, demo, jobs, import, recaps, users."""
 
 from __future__ import annotations
 
@@ -22,9 +22,11 @@ from recapd.chat.importers.common import ImportReport
 from recapd.chat.importers.irc_log import import_log
 from recapd.chat.importers.mattermost import import_mattermost
 from recapd.chat.importers.slack import import_slack
+from recapd.chat.mattermost.check import check_settings
 from recapd.clock import SystemClock
 from recapd.config import ConfigError, Settings, load_settings
 from recapd.delivery.text import render_recap
+from recapd.demo.seed import seed_demo, token_file_for
 from recapd.jobs.server import JobServer
 from recapd.model.app_error import AppError
 from recapd.model.chat import Channel, User
@@ -34,6 +36,7 @@ from recapd.model.recap import Recap, RecapStatus
 from recapd.model.scheduled_recap import ScheduledRecap
 from recapd.model.tz import load_zone
 from recapd.runtime import Runtime
+from recapd.serve import DEFAULT_HOST, DEFAULT_PORT, ServeError, ServeOptions, run_until_signal
 from recapd.store import migrate as migrations
 from recapd.store.store import Store
 from recapd.store.token_store import SYSTEM_ADMIN
@@ -209,6 +212,100 @@ def worker(
     finally:
         runtime.close()
     console.print("recapd worker stopped")
+
+
+# -- serve and demo -------------------------------------------------------------------------
+
+
+@app.command("serve")
+def serve_cmd(
+    ctx: typer.Context,
+    host: str = typer.Option(DEFAULT_HOST, "--host", help="Address to listen on."),
+    port: int = typer.Option(
+        DEFAULT_PORT, "--port", min=0, max=65535, help="Port to listen on (0: any free port)."
+    ),
+    node_id: str | None = typer.Option(
+        None, "--node-id", help="This node's id in the cluster (default: host and pid)."
+    ),
+    api: bool = typer.Option(True, "--api/--no-api", help="Serve the API and the web pages."),
+    jobs: bool = typer.Option(True, "--jobs/--no-jobs", help="Run job workers."),
+    schedulers: bool = typer.Option(
+        True, "--schedulers/--no-schedulers", help="Stand for leader and run the schedulers."
+    ),
+) -> None:
+    """Run the API and web pages, the schedulers and the workers in one process.
+
+    Migrates the database first. SIGTERM/SIGINT stop it cleanly: workers stop claiming, running
+    jobs get the shutdown grace period, the rest are released, then the HTTP server stops.
+    SIGHUP reloads the settings. One log line per request (recapd.http) and per job.
+    """
+    options = ServeOptions(host=host, port=port, api=api, jobs=jobs, schedulers=schedulers)
+    settings = options.apply(_settings(ctx))
+    opts: _Options = ctx.obj
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # recapd says where it serves and which schema it is on; these would repeat it.
+    for noisy in ("uvicorn.error", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    runtime = Runtime.build(settings, node_id=node_id)
+    try:
+        migrations.upgrade(runtime.store.db)
+        server = runtime.jobs
+        workers = [t for t, spec in sorted(server.workers.items()) if spec.enabled(settings)]
+        typer.echo(
+            f"recapd serve {server.node_id} on {settings.redacted_database_url}: "
+            f"workers {', '.join(workers) if settings.jobs.run_jobs and workers else 'off'}; "
+            f"schedulers {'on' if settings.jobs.run_scheduler else 'off'}; "
+            f"API {'on' if api else 'off'}"
+        )
+
+        def reload() -> Settings:
+            return options.apply(load_settings(opts.config_file, database_url=opts.database_url))
+
+        def ready(url: str) -> None:
+            if url:
+                typer.echo(f"recapd serving at {url} (API {url}api/v4, docs {url}docs)")
+
+        run_until_signal(runtime, options, reload, ready)
+    except ServeError as exc:
+        raise _fail(exc) from exc
+    finally:
+        runtime.close()
+    typer.echo("recapd serve stopped")
+
+
+TOKEN_FILE_HELP = "recapd-demo-token.txt next to the SQLite file, else here"
+
+
+@app.command("demo")
+def demo_cmd(
+    ctx: typer.Context,
+    token_file: Path | None = typer.Option(
+        None,
+        "--token-file",
+        help=f"Where to save the demo token (default: {TOKEN_FILE_HELP}).",
+    ),
+) -> None:
+    """Load the demo: real IRC channels moved into the last day, user `demo` with a token.
+
+    Imports three bundled channels (CC-BY-4.0, attributed in recapd/demo/data), makes user
+    `demo` (administrator, member of them) with a personal access token, a daily and a weekly
+    schedule, and queues a first run of each. Running it again adds nothing.
+    """
+    settings = _settings(ctx)
+    runtime = Runtime.build(settings)
+    try:
+        migrations.upgrade(runtime.store.db)
+        path = token_file or token_file_for(settings.database_url)
+        result = asyncio.run(seed_demo(runtime, path))
+    except AppError as exc:
+        raise _fail(exc) from exc
+    finally:
+        runtime.close()
+    for line in result.lines():
+        typer.echo(line)
+    typer.echo("next: `recapd serve`, open the URL it prints and sign in with the token")
 
 
 # -- jobs -----------------------------------------------------------------------------------
@@ -744,3 +841,56 @@ def users_token(
         typer.echo(token)
 
     _with_runtime(ctx, do)
+
+
+@users_app.command("webhook")
+def users_webhook(
+    ctx: typer.Context,
+    username: str,
+    url: str = typer.Argument("", help="Incoming-webhook URL (Slack or Mattermost)."),
+    clear: bool = typer.Option(False, "--clear", help="Remove the user's webhook."),
+) -> None:
+    """Set, show (no URL) or --clear the webhook told of the user's finished recaps."""
+
+    def do(rt: Runtime) -> None:
+        user = _resolve_user(rt.store, username)
+        if clear:
+            removed = asyncio.run(rt.delivery.clear_webhook(user.id))
+            typer.echo("webhook removed" if removed else "no webhook was set")
+            return
+        hook = asyncio.run(
+            rt.delivery.set_webhook(user.id, url) if url else rt.delivery.get_webhook(user.id)
+        )
+        typer.echo(hook.url)
+        if hook.last_error:
+            typer.echo(f"last error: {hook.last_error}")
+
+    _with_runtime(ctx, do)
+
+
+# -- mattermost -----------------------------------------------------------------------------
+
+mattermost_app = typer.Typer(help="A Mattermost server as the chat source.", no_args_is_help=True)
+app.add_typer(mattermost_app, name="mattermost")
+
+
+@mattermost_app.command("check")
+def mattermost_check(
+    ctx: typer.Context,
+    send_test: str = typer.Option(
+        "", "--send-test", help="Also send this username a test direct message."
+    ),
+) -> None:
+    """What the configured Mattermost token can and cannot read (RECAPD_MATTERMOST_URL and
+    RECAPD_MATTERMOST_TOKEN). Exits 1 when recapd could not read posts with it."""
+    settings = _settings(ctx)
+    if not settings.mattermost_url or not settings.mattermost_token:
+        typer.echo("set RECAPD_MATTERMOST_URL and RECAPD_MATTERMOST_TOKEN first", err=True)
+        raise typer.Exit(2)
+    report = check_settings(settings, send_test)
+    table = Table("check", "result", "detail", title=f"Mattermost at {settings.mattermost_url}")
+    for row in report.rows:
+        table.add_row(row.what, row.result, row.detail)
+    console.print(table)
+    if not report.usable:
+        raise typer.Exit(1)

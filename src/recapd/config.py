@@ -45,6 +45,7 @@ __all__ = [
     "AgentSettings",
     "ConfigError",
     "ConfigProblem",
+    "DeliverySettings",
     "JobSettings",
     "LimitName",
     "Settings",
@@ -299,6 +300,26 @@ class AgentSettings(BaseModel):
         return url
 
 
+class DeliverySettings(BaseModel):
+    """Telling users a recap finished: a direct message from a bot, per-user webhooks."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    direct_message: bool = Field(True, description="Send a direct message from the bot.")
+    bot_username: str = Field(
+        "recap-bot", pattern=r"^[a-z0-9._-]{3,22}$", description="The bot's username."
+    )
+    webhook_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    max_attempts: int = Field(
+        8, ge=1, le=50, description="Attempts of a delivery job (webhook retries, job backoff)."
+    )
+    allowed_untrusted_internal_connections: str = Field(
+        "",
+        description="Hosts, IPs or CIDRs (space or comma separated) webhooks may reach on "
+        "loopback, private or link-local addresses; none by default (as Mattermost).",
+    )
+
+
 def _default_agents() -> dict[str, AgentSettings]:
     return {"extractive": AgentSettings(display_name="Extractive (offline)")}
 
@@ -327,6 +348,7 @@ class Settings(BaseSettings):
     node_id: str = Field("", description="This node's name in leases and jobs; empty = host-pid.")
     ai_recaps: AIRecapSettings = Field(default_factory=AIRecapSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     agents: dict[str, AgentSettings] = Field(
         default_factory=_default_agents, description="Agents by id; schedules name one."
     )
@@ -335,7 +357,29 @@ class Settings(BaseSettings):
         16, ge=1, le=1024, description="Agent calls in flight at once on this node."
     )
     site_url: str = Field(
-        "http://localhost:8065", description="Base URL of the chat site, for permalinks."
+        "http://127.0.0.1:8065", description="Base URL of the chat site, for permalinks."
+    )
+    session_secret: str = Field(
+        "",
+        repr=False,
+        description="Signs web session cookies; empty = one generated and kept in the database.",
+    )
+    chat: Literal["local", "mattermost"] = Field(
+        "local", description="Where channels are read: recapd's own tables or a Mattermost server."
+    )
+    mattermost_url: str = Field(
+        "", validate_default=True, description="The Mattermost server: https://chat.example.com"
+    )
+    mattermost_token: str = Field(
+        "", repr=False, validate_default=True, description="Bot or admin token (never printed)."
+    )
+    mattermost_timeout_seconds: float = Field(30.0, gt=0, le=600, allow_inf_nan=False)
+    mattermost_max_retries: int = Field(3, ge=0, le=10, description="Retries on 429 and 502-504.")
+    mattermost_slash_token: str = Field(
+        "", repr=False, description="The /recap slash command's token (empty: command off)."
+    )
+    mattermost_signin_cache_seconds: float = Field(
+        60.0, ge=0, le=3600, allow_inf_nan=False, description="How long a checked token counts."
     )
 
     @field_validator("agents")
@@ -397,6 +441,39 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_node_id(cls, value: str) -> str:
         return value.strip()
+
+    @field_validator("session_secret")
+    @classmethod
+    def _long_session_secret(cls, value: str) -> str:
+        # A short key can be guessed, and then anyone can forge a session cookie.
+        if value and len(value) < 32:
+            raise PydanticCustomError(
+                _RULE,
+                "must be at least 32 characters (or empty: one is generated), got {n}",
+                {"n": len(value)},
+            )
+        return value
+
+    @field_validator("mattermost_url")
+    @classmethod
+    def _mattermost_url(cls, value: str, info: ValidationInfo) -> str:
+        url = value.strip().rstrip("/").removesuffix("/api/v4")
+        parts = urlsplit(url)
+        if url and (parts.scheme not in ("http", "https") or not parts.netloc):
+            raise _rule("must be the http:// or https:// URL of the Mattermost server", url)
+        if not url and info.data.get("chat") == "mattermost":
+            raise PydanticCustomError(_RULE, "is required when chat is 'mattermost'", {})
+        return url
+
+    @field_validator("mattermost_token")
+    @classmethod
+    def _mattermost_token(cls, value: str, info: ValidationInfo) -> str:
+        token = value.strip()
+        if not token and info.data.get("chat") == "mattermost":
+            raise PydanticCustomError(
+                _RULE, "is required when chat is 'mattermost' (a bot or admin token)", {}
+            )
+        return token
 
     @property
     def is_sqlite(self) -> bool:

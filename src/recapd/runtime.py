@@ -7,13 +7,22 @@ import asyncio
 from dataclasses import dataclass
 
 from recapd.app.agents import AgentPool
+from recapd.app.delivery import DeliveryService
 from recapd.app.recaps import RecapService
 from recapd.app.recovery import StuckRecapRecovery
 from recapd.app.scheduled_recaps import ScheduledRecapService
+from recapd.app.sign_in import Authenticator
+from recapd.app.slash_command import SlashCommands
 from recapd.chat.local import LocalChatSource
+from recapd.chat.mattermost.source import MattermostChatSource, mattermost_source
+from recapd.chat.source import ChatSource
 from recapd.clock import Clock, SystemClock
 from recapd.config import Settings
+from recapd.delivery.local_dm import LocalDirectMessenger
+from recapd.delivery.mattermost_dm import MattermostDirectMessenger
+from recapd.delivery.messenger import DirectMessenger
 from recapd.jobs.recap.worker import make_worker as make_recap_worker
+from recapd.jobs.recap_delivery.worker import make_worker as make_delivery_worker
 from recapd.jobs.scheduled_recap.scheduler import ScheduledRecapScheduler
 from recapd.jobs.scheduled_recap.worker import make_worker as make_scheduled_recap_worker
 from recapd.jobs.server import JobServer
@@ -27,10 +36,13 @@ class Runtime:
     settings: Settings
     store: Store
     jobs: JobServer
-    chat: LocalChatSource
+    chat: ChatSource
     agents: AgentPool
     recaps: RecapService
     schedules: ScheduledRecapService
+    delivery: DeliveryService
+    sign_in: Authenticator
+    slash: SlashCommands
 
     @classmethod
     def build(
@@ -45,7 +57,11 @@ class Runtime:
         clock = clock or SystemClock()
         store = store or Store.open(settings.database_url)
         jobs = JobServer(store, settings, clock=clock, node_id=node_id)
-        chat = LocalChatSource(store, settings.site_url)
+        chat: ChatSource = (
+            mattermost_source(settings, clock)
+            if settings.chat == "mattermost"
+            else LocalChatSource(store, settings.site_url)
+        )
         agents = AgentPool(settings)
         # One limit on agent calls for the whole node, shared by every recap and channel.
         agent_calls = asyncio.Semaphore(settings.llm_concurrency)
@@ -54,8 +70,23 @@ class Runtime:
         jobs.register_worker(make_recap_worker(recaps))
         jobs.register_worker(make_scheduled_recap_worker(schedules))
         jobs.register_scheduler(ScheduledRecapScheduler(store, jobs))
-        jobs.register_scheduler(StuckRecapRecovery(store))
-        return cls(settings, store, jobs, chat, agents, recaps, schedules)
+        jobs.register_scheduler(StuckRecapRecovery(store, jobs))
+        # On a Mattermost server the bot is the configured token's account; one HTTP client
+        # (one connection pool) serves reading, direct messages and sign-in checks.
+        mm_client = chat.client if isinstance(chat, MattermostChatSource) else None
+        messenger: DirectMessenger = (
+            MattermostDirectMessenger(mm_client)
+            if mm_client is not None
+            else LocalDirectMessenger(store, clock, settings.delivery.bot_username)
+        )
+        # The local workspace's site_url is recapd's own address (it serves the permalinks).
+        delivery = DeliveryService(
+            store, chat, messenger, settings, clock, pages_url=settings.site_url
+        )
+        jobs.register_worker(make_delivery_worker(delivery, settings))
+        sign_in = Authenticator(store, clock, mm_client, settings)
+        slash = SlashCommands(store, recaps, schedules, chat, settings, clock)
+        return cls(settings, store, jobs, chat, agents, recaps, schedules, delivery, sign_in, slash)
 
     def apply_settings(self, settings: Settings) -> None:
         """Take new settings everywhere they are read at run time."""
@@ -63,7 +94,17 @@ class Runtime:
         self.agents.apply_settings(settings)
         self.recaps.settings = settings
         self.schedules.settings = settings
+        self.delivery.apply_settings(settings)
+        self.sign_in.apply_settings(settings)
+        self.slash.settings = settings
         self.jobs.apply_settings(settings)
+
+    async def aclose(self) -> None:
+        """Stop the slash command's note watchers and close the Mattermost HTTP client (of
+        the running event loop); call before the loop ends, then close()."""
+        await self.slash.aclose()
+        if isinstance(self.chat, MattermostChatSource):
+            await self.chat.aclose()
 
     def close(self) -> None:
         """Release the database connections."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -210,6 +210,7 @@ def test_form_posts_without_the_sessions_csrf_token_are_rejected(store: Store) -
     for data in ({}, {"csrf_token": ""}, {"csrf_token": "x" * 32}, {"csrf_token": bobs_token}):
         for path, extra in [
             ("/schedules", form(site)),
+            ("/recaps", {"channel_ids": [site.channel("dev")]}),
             (f"/recaps/{rid}/delete", {}),
             ("/logout", {}),
         ]:
@@ -222,6 +223,7 @@ def test_form_posts_without_the_sessions_csrf_token_are_rejected(store: Store) -
     assert resp.status_code == 403 and no_login.http.get("/").status_code == 303
     # Nothing happened.
     assert asyncio.run(site.rt.schedules.list_for_user(site.user("alice"))) == []
+    assert [r.id for r in store.recaps.list_for_user(site.user("alice"), 0, 10)] == [rid]
     assert asyncio.run(site.rt.recaps.get(site.user("alice"), rid)).delete_at == 0
     assert alice.http.get("/").status_code == 200
 
@@ -428,6 +430,205 @@ def test_feature_flag_off_shows_a_501_page(store: Store) -> None:
     assert page.status_code == 501 and "AI recaps are turned off" in page.text
 
 
+# -- the one-off recap form ---------------------------------------------------------------------
+
+
+def recap_form(site: Site, **fields: Any) -> dict[str, Any]:
+    """A valid one-off recap form; keyword arguments replace fields (None drops one)."""
+    base: dict[str, Any] = {"title": "", "channel_ids": [site.channel("dev")], "agent_id": ""}
+    base.update(fields)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def form_error(html: str) -> str:
+    """The message above the form, tags removed, or ""."""
+    found = re.search(
+        r'<p class="error-message" role="alert" id="form-error">(.*?)</p>', html, re.S
+    )
+    return " ".join(re.sub(r"<[^>]+>", "", found.group(1)).split()) if found else ""
+
+
+def test_a_one_off_recap_through_the_form_opens_its_page_which_follows_it(store: Store) -> None:
+    site = make_site(store, ai_recaps={"max_recaps_per_day": 5})
+    alice = site.client("alice")
+    assert 'href="/recaps/new"' in alice.http.get("/").text
+    page = alice.http.get("/recaps/new")
+    assert page.status_code == 200
+    html = page.text
+    # The picker offers the channels alice reads (not hr), nothing ticked; the default agent.
+    for name in ("dev", "ops"):
+        assert f'value="{site.channel(name)}" >' in html
+    assert site.channel("hr") not in html
+    assert '<option value="extractive" selected>' in html
+    assert "Today: 0 of 5 recaps." in html
+
+    # A field naming another user is ignored: the recap is the signed-in user's.
+    ids = [site.channel("ops"), site.channel("dev")]
+    resp = alice.post(
+        "/recaps", recap_form(site, channel_ids=ids, user_id=site.user("bob")), "/recaps/new"
+    )
+    assert resp.status_code == 303
+    rid = resp.headers["location"].removeprefix("/recaps/")
+    recap = asyncio.run(site.rt.recaps.get(site.user("alice"), rid))
+    assert recap.title == "Recap of 2 channel(s)" and recap.channel_ids == ids
+    assert recap.bot_id == "extractive" and recap.status == RecapStatus.PENDING
+    jobs = store.jobs.list_page(type="recap")
+    assert [j.data["recap_id"] for j in jobs] == [rid]
+
+    queued = alice.http.get(resp.headers["location"]).text
+    assert 'data-live="recap"' in queued and f'data-recap-id="{rid}"' in queued
+    assert "Making this recap" in queued and 'data-status="pending"' in queued
+    site.clock.advance(5_000)
+    asyncio.run(site.rt.recaps.process_recap(rid, _no_progress))
+    done = alice.http.get(f"/recaps/{rid}").text
+    assert "Making this recap" not in done and 'data-status="completed"' in done
+    assert "Highlights" in done and "Today: 1 of 5 recaps." in alice.http.get("/recaps/new").text
+
+    # Titled, with another agent.
+    site.clock.advance(1_000)
+    resp = alice.post("/recaps", recap_form(site, title="  Ops only  ", agent_id="extractive"))
+    assert resp.status_code == 303
+    titled = asyncio.run(
+        site.rt.recaps.get(site.user("alice"), resp.headers["location"].rsplit("/", 1)[-1])
+    )
+    assert titled.title == "Ops only"
+
+    # bob sees neither recap, nor alice's channels in his picker beyond his own.
+    bob = site.client("bob")
+    assert bob.http.get(f"/recaps/{rid}").status_code == 404
+    assert rid not in bob.http.get("/").text
+    assert store.recaps.list_for_user(site.user("bob"), 0, 10) == []
+
+
+def test_the_recap_form_says_why_a_recap_was_refused(store: Store) -> None:
+    site = make_site(store)
+    alice = site.client("alice")
+    cases: list[tuple[dict[str, Any], int, str, str]] = [
+        (recap_form(site, channel_ids=None), 400, "channel_ids", "Choose at least one channel."),
+        (
+            recap_form(site, channel_ids=[site.channel("hr")]),
+            403,
+            "channel_ids",
+            "You cannot read one of the chosen channels (any more); choose others.",
+        ),
+        (
+            recap_form(site, channel_ids=["not-an-id"]),
+            400,
+            "channel_ids",
+            "One of the chosen channels does not exist; choose from the list.",
+        ),
+        (
+            recap_form(site, agent_id="nope"),
+            400,
+            "agent_id",
+            "There is no agent &#39;nope&#39;. Choose one from the list.",
+        ),
+        (
+            recap_form(site, title="é" * 128),
+            400,
+            "title",
+            "The title is too long: at most 255 bytes.",
+        ),
+        (
+            recap_form(site, title="bad\x00title"),
+            400,
+            "title",
+            "This contains characters that cannot be stored.",
+        ),
+    ]
+    for data, status, name, message in cases:
+        resp = alice.post("/recaps", data)
+        assert resp.status_code == status, (name, resp.text)
+        assert field_error(resp.text, name) == message, (name, resp.text)
+        assert "Please fix the fields marked below." in resp.text
+        assert form_error(resp.text) == ""
+    # What was chosen is kept; a channel alice cannot read stays ticked, so she can untick it.
+    resp = alice.post("/recaps", recap_form(site, title="Mine", channel_ids=[site.channel("hr")]))
+    assert 'value="Mine"' in resp.text
+    assert f'value="{site.channel("hr")}" checked>' in resp.text
+    assert "a channel you can no longer read" in resp.text
+    assert store.recaps.list_for_user(site.user("alice"), 0, 10) == []
+    assert store.jobs.list_page() == []
+
+
+def test_the_recap_form_shows_the_limits_in_clear_words(store: Store) -> None:
+    site = make_site(store, ai_recaps={"max_channels_per_recap": 1, "max_recaps_per_day": 1})
+    alice = site.client("alice")
+    both = [site.channel("dev"), site.channel("ops")]
+    resp = alice.post("/recaps", recap_form(site, channel_ids=both))
+    assert resp.status_code == 400
+    assert field_error(resp.text, "channel_ids") == (
+        "A recap can cover at most 1 channels; untick some."
+    )
+    assert alice.post("/recaps", recap_form(site)).status_code == 303
+    resp = alice.post("/recaps", recap_form(site))
+    assert resp.status_code == 400
+    # alice's day (UTC) resets at midnight.
+    assert form_error(resp.text) == (
+        "You have reached the limit of 1 recaps per day. "
+        "You can make more from Tue 22 Sep 2026, 00:00 UTC."
+    )
+    assert '<time datetime="2026-09-22T00:00:00+00:00" data-local="full">' in resp.text
+    assert len(store.recaps.list_for_user(site.user("alice"), 0, 10)) == 1
+
+
+def test_the_recap_form_gives_the_time_the_cooldown_ends(store: Store) -> None:
+    site = make_site(store, ai_recaps={"cooldown_minutes": 30})
+    store.workspace.upsert_users([replace(site.ws.users["bob"], timezone="Europe/Paris")])
+    bob = site.client("bob")
+    assert bob.post("/recaps", recap_form(site)).status_code == 303
+    site.clock.advance(10 * 60_000 + 1)
+    resp = bob.post("/recaps", recap_form(site, title="Again"))
+    assert resp.status_code == 429 and resp.headers["retry-after"] == "1200"
+    # T0 + 1 h + 10 min is 15:23 UTC; the next one at 15:43 UTC, 17:43 in bob's Paris.
+    assert form_error(resp.text) == (
+        "Too soon after your last recap: you can ask for the next one at "
+        "Mon 21 Sep 2026, 17:43 CEST (in 20 minutes)."
+    )
+    assert 'value="Again"' in resp.text and "One recap every 30 minutes." in resp.text
+    site.clock.advance(20 * 60_000)
+    assert bob.post("/recaps", recap_form(site, title="Again")).status_code == 303
+
+
+def test_the_recap_form_when_recaps_are_turned_off(store: Store) -> None:
+    site = make_site(store, enable_ai_recaps=False)
+    alice = site.client("alice")
+    page = alice.http.get("/recaps/new")
+    assert page.status_code == 501 and "AI recaps are turned off" in page.text
+    resp = alice.post("/recaps", recap_form(site), csrf_from="/schedules")
+    assert resp.status_code == 501 and "api.recap.disabled.app_error" in resp.text
+    assert store.recaps.list_for_user(site.user("alice"), 0, 10) == []
+
+
+# -- times -----------------------------------------------------------------------------------------
+
+
+def test_times_are_marked_for_the_browser_and_fall_back_to_the_users_zone(store: Store) -> None:
+    site = make_site(store)
+    rid = made_recap(site)  # made at T0 + 1 h: Monday 2026-09-21 15:13:20 UTC
+    alice = site.client("alice")
+    stamp = '<time datetime="2026-09-21T15:13:20+00:00" data-local="full">'
+    assert stamp + "Mon 21 Sep 2026, 15:13 UTC</time>" in alice.http.get("/").text
+    page = alice.http.get(f"/recaps/{rid}").text
+    assert stamp + "Mon 21 Sep 2026, 15:13 UTC</time>" in page
+    # A cited post's link names its author and the time of day, marked for the browser too.
+    assert re.search(
+        r'title="Open the post">\w+, <time datetime="[^"]+" data-local="time">'
+        r"\d\d:\d\d UTC</time></a>",
+        page,
+    )
+    # Without JS the user's own zone is used when the profile has one.
+    store.workspace.upsert_users([replace(site.ws.users["alice"], timezone="Asia/Tokyo")])
+    assert stamp + "Tue 22 Sep 2026, 00:13 JST</time>" in alice.http.get("/").text
+    # A schedule's next run stays in the schedule's zone: not marked for conversion.
+    alice.post("/schedules", form(site, timezone="Europe/Paris", days=["4"]))
+    schedules = alice.http.get("/schedules").text
+    assert '<time datetime="2026-09-22T07:00:00+00:00">Tue 22 Sep 2026, 09:00 CEST</time>' in (
+        schedules
+    )
+    assert "data-local" not in schedules
+
+
 # -- ownership -----------------------------------------------------------------------------------
 
 
@@ -539,7 +740,7 @@ def test_the_event_stream_sends_rendered_rows(store: Store) -> None:
     assert anonymous.http.get("/events").status_code == 401
 
 
-@pytest.mark.parametrize("path", ["/", "/schedules", "/schedules/new", "/jobs"])
+@pytest.mark.parametrize("path", ["/", "/recaps/new", "/schedules", "/schedules/new", "/jobs"])
 def test_pages_need_a_sign_in(store: Store, path: str) -> None:
     site = make_site(store)
     resp = site.client().http.get(path)

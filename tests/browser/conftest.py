@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from recapd.model.chat import Post
 from recapd.store.database import Database
 from recapd.store.migrate import upgrade
 from recapd.store.store import Store
+from tests.fake_openai import FakeOpenAI, RecordedRequest, Reply, echo_answer
 from tests.test_recaps_app import CHAT
 from tests.workspace import Workspace, add_posts, make_workspace
 
@@ -32,6 +34,8 @@ CHROMIUM = Path(os.environ.get("RECAPD_CHROMIUM", "/usr/bin/chromium"))
 # Screenshots of every page land here (kept out of git).
 OUTPUT = Path(os.environ.get("RECAPD_BROWSER_OUTPUT", ROOT / "tests" / "browser" / "output"))
 START_TIMEOUT_S = 30.0
+# The held agent answers once the test releases it, or after this long at the latest.
+HOLD_MAX_S = 30.0
 
 
 def _unavailable(reason: str) -> None:
@@ -48,6 +52,9 @@ class Served:
     token: str
     ws: Workspace
     log: Path
+    # Agent `held` (an OpenAI-compatible server on loopback) answers once this is set.
+    release_llm: threading.Event
+    llm: FakeOpenAI
 
     def channel(self, name: str) -> str:
         return self.ws.channels[name].id
@@ -100,9 +107,32 @@ def chromium() -> Path:
 
 
 @pytest.fixture(scope="module")
-def served(chromium: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def held_llm() -> Iterator[tuple[FakeOpenAI, threading.Event]]:
+    """An OpenAI-compatible server whose answers wait until the event is set: a recap made
+    with it stays "working" until the test says so."""
+    release = threading.Event()
+
+    def held(request: RecordedRequest) -> Reply:
+        release.wait(HOLD_MAX_S)
+        return echo_answer(request)
+
+    with FakeOpenAI(default=held) as server:
+        try:
+            yield server, release
+        finally:
+            release.set()
+
+
+@pytest.fixture(scope="module")
+def served(
+    chromium: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    held_llm: tuple[FakeOpenAI, threading.Event],
+) -> Iterator[Served]:
     """`recapd --database-url sqlite:///<tmp>/r.db serve` on a free port, until the tests end.
-    RECAPD_SITE_URL is the server itself, so the chat source's permalinks open its post page."""
+    RECAPD_SITE_URL is the server itself, so the chat source's permalinks open its post page.
+    Agents: `extractive` (the default) and `held` (see held_llm)."""
+    llm, release = held_llm
     tmp = tmp_path_factory.mktemp("browser")
     db_url = f"sqlite:///{tmp}/r.db"
     ws, token = _seed(db_url)
@@ -114,6 +144,10 @@ def served(chromium: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         "RECAPD_SITE_URL": url,
         "RECAPD_JOBS__POLL_INTERVAL_SECONDS": "0.2",
         "RECAPD_AI_RECAPS__COOLDOWN_MINUTES": "0",
+        "RECAPD_AGENTS__HELD__TYPE": "openai",
+        "RECAPD_AGENTS__HELD__DISPLAY_NAME": "Held model (answers when the test says)",
+        "RECAPD_AGENTS__HELD__BASE_URL": llm.base_url,
+        "RECAPD_AGENTS__HELD__MODEL": llm.model,
     }
     log = tmp / "serve.log"
     args = [sys.executable, "-m", "recapd", "--database-url", db_url, "serve"]
@@ -133,7 +167,7 @@ def served(chromium: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             if time.monotonic() > deadline:
                 pytest.fail(f"recapd serve did not answer in time:\n{log.read_text()}")
             time.sleep(0.1)
-        yield Served(url, token, ws, log)
+        yield Served(url, token, ws, log, release, llm)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

@@ -1,14 +1,17 @@
 """The pages in headless Chromium against a real `recapd serve`: sign in, create a schedule
 through the form (an invalid time first), run it now and watch the recap appear in another tab
-without a reload, open a highlight's post, mark read, pause and resume. A phone-sized screen;
-a screenshot of every page."""
+without a reload, open a highlight's post, mark read, pause and resume, on a phone-sized
+screen; make a one-off recap through its form (no channel first) and watch its page turn from
+working to ready without a reload, times in the browser's zone. A screenshot of every page."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from tests.browser.conftest import Served, first_cited
 
@@ -121,4 +124,72 @@ def test_a_user_schedules_runs_and_reads_a_recap(
     assert missing is not None and missing.status == 404
     expect(page.locator("h1")).to_have_text("Not found")
     shot(page, "13-not-found")
+    context.close()
+
+
+DESKTOP = {"width": 1280, "height": 860}
+
+
+def test_a_user_makes_a_one_off_recap_and_watches_it_finish(
+    served: Served, browser: Any, shot: Callable[[Any, str], Path]
+) -> None:
+    from playwright.sync_api import expect
+
+    context = browser.new_context(
+        base_url=served.url, timezone_id="America/New_York", viewport=DESKTOP
+    )
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    page.goto("/login")
+    page.fill("#token", served.token)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("link", name="New recap").click()
+    expect(page).to_have_url(re.compile(r"/recaps/new$"))
+    expect(page.locator("#agent_id")).to_have_value("extractive")
+    shot(page, "01-recap-form")
+
+    # No channel chosen: refused, with the reason under the channel picker.
+    page.fill("#title", "Standup catch-up")
+    page.get_by_role("button", name="Make recap").click()
+    expect(page.locator("#channel_ids-error")).to_have_text("Choose at least one channel.")
+    expect(page.locator("#title")).to_have_value("Standup catch-up")
+    shot(page, "02-recap-form-error")
+
+    # Both channels, with the agent whose answers wait for the test: the page shows the recap
+    # being made, then the finished recap, with no reload in between.
+    for name in ("dev", "ops"):
+        page.locator(f"input[name=channel_ids][value='{served.channel(name)}']").check()
+    page.select_option("#agent_id", "held")
+    page.get_by_role("button", name="Make recap").click()
+    expect(page).to_have_url(re.compile(r"/recaps/\w{26}$"))
+    page.evaluate("window.notReloaded = true")
+    expect(page.locator("h1")).to_have_text("Standup catch-up")
+    expect(page.locator(".page-head .badge")).to_have_text("Working…")
+    expect(page.locator(".working")).to_contain_text("this page updates by itself")
+    expect(page.get_by_role("button", name="Mark read")).to_have_count(0)
+    shot(page, "03-recap-working")
+    served.release_llm.set()
+    expect(page.locator(".page-head .badge")).to_have_text("Ready", timeout=20_000)
+    expect(page.locator(".working")).to_have_count(0)
+    expect(page.locator(".card h2")).to_have_text(["#Dev", "#Ops"])
+    expect(page.locator(".highlights li").first).to_contain_text("The channel discussed")
+    expect(page.get_by_role("button", name="Mark read")).to_be_visible()
+    assert page.evaluate("window.notReloaded") is True  # it came by server-sent events
+    assert len(served.llm.chat_requests) >= 2
+
+    # Times are in the browser's zone (New York), the post links' times of day too.
+    stamp = page.locator(".page-head + p time[data-local]")
+    instant = dt.datetime.fromisoformat(stamp.get_attribute("datetime") or "")
+    local = instant.astimezone(ZoneInfo("America/New_York"))
+    expect(stamp).to_have_text(local.strftime("%a %d %b %Y, %H:%M ") + (local.tzname() or ""))
+    cite = page.locator(".highlights a.cite time").first
+    cited = dt.datetime.fromisoformat(cite.get_attribute("datetime") or "")
+    expect(cite).to_have_text(cited.astimezone(ZoneInfo("America/New_York")).strftime("%H:%M %Z"))
+    shot(page, "04-recap-ready")
+
+    page.goto("/")
+    row = page.locator(".recap-row", has_text="Standup catch-up")
+    expect(row.locator(".badge")).to_have_text("Ready")
+    expect(row.locator("time")).to_have_text(re.compile(r", \d\d:\d\d E[DS]T$"))
+    shot(page, "05-recaps-with-one-off")
     context.close()

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, Depends
 from starlette.requests import Request
 from starlette.responses import Response
 
+from recapd.model.app_error import AppError
 from recapd.web.page_route import PageRoute, local_path, see_other
 from recapd.web.session import check_csrf, session_of
 from recapd.web.templating import render
-from recapd.web.viewer import RuntimeDep, token_user
+from recapd.web.viewer import RuntimeDep, signed_in_user
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -35,11 +34,14 @@ async def login(request: Request, rt: RuntimeDep) -> Response:
     form = await request.form()
     token = str(form.get("token", "")).strip()
     target = local_path(str(form.get("next", "/")))
-    found = None
+    found, message = None, ""
     if token and len(token) <= _MAX_TOKEN_CHARS and token.isascii() and token.isprintable():
-        found = await asyncio.to_thread(token_user, rt, token, rt.recaps.clock.now_ms())
+        try:
+            found = await signed_in_user(rt, token)
+        except AppError:  # Mattermost could not be asked: not the token's fault
+            message = "Mattermost could not be reached to check this token; try again shortly."
     if found is None:
-        message = (
+        message = message or (
             "Paste your personal access token."
             if not token
             else "This token is not valid: it may be mistyped or revoked. "

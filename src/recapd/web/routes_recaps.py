@@ -146,6 +146,8 @@ async def recap_page(
 ) -> Response:
     """One recap: a card per channel with highlights, action items and their posts."""
     recap = await rt.recaps.get(viewer.user_id, recap_id)
+    # Cards in the order the channels were chosen, not the order they were finished in.
+    order = {cid: i for i, cid in enumerate(recap.channel_ids)}
     return render(
         request,
         "recap.html",
@@ -153,6 +155,7 @@ async def recap_page(
         viewer=viewer,
         nav="recaps",
         recap=recap,
+        cards=sorted(recap.channels, key=lambda ch: order.get(ch.channel_id, len(order))),
         links=await post_links(rt, recap),
         finished=recap.status in FINISHED,
         since=rt.recaps.clock.now_ms(),

@@ -14,6 +14,9 @@ from recapd.runtime import Runtime
 from recapd.store.token_store import hash_token
 from recapd.web.session import Session, session_of
 
+# The token id of a session signed in with a Mattermost token (local ones name their token).
+MATTERMOST_SESSION = "mattermost"
+
 
 class SignInRequired(Exception):
     """The page needs a signed-in user; the page route answers with a redirect to /login."""
@@ -57,12 +60,33 @@ def _load_viewer(runtime: Runtime, session: Session) -> Viewer | None:
     return Viewer(user.id, user.username, user.display_name, user.timezone, admin, session)
 
 
+async def _load_mattermost_viewer(runtime: Runtime, session: Session) -> Viewer | None:
+    """A session signed in with a Mattermost token: its user, while Mattermost still has them
+    active (asked again once the sign-in cache expires)."""
+    identity = await runtime.sign_in.mattermost_user(session.user_id)
+    if identity is None:
+        return None
+    admin = await asyncio.to_thread(runtime.store.tokens.is_admin, identity.user_id)
+    return Viewer(
+        identity.user_id,
+        identity.username,
+        identity.display_name,
+        identity.timezone,
+        admin,
+        session,
+    )
+
+
 async def viewer_of(request: Request) -> Viewer:
     """The signed-in user; SignInRequired otherwise."""
     session = await session_of(request)
     if not session.user_id:
         raise SignInRequired
-    viewer = await asyncio.to_thread(_load_viewer, runtime_of(request), session)
+    runtime = runtime_of(request)
+    if session.token_id == MATTERMOST_SESSION:
+        viewer = await _load_mattermost_viewer(runtime, session)
+    else:
+        viewer = await asyncio.to_thread(_load_viewer, runtime, session)
     if viewer is None:
         session.sign_out()
         raise SignInRequired
@@ -87,6 +111,19 @@ def token_user(runtime: Runtime, token: str, now_ms: int) -> tuple[str, str] | N
         if t.token_hash == wanted:
             return user_id, t.id
     return None
+
+
+async def signed_in_user(runtime: Runtime, token: str) -> tuple[str, str] | None:
+    """(user id, session token id) for a sign-in token: a local personal access token, else
+    (with `chat = "mattermost"`) a Mattermost token, whose session re-checks its user rather
+    than keeping the token. Raises AppError (502) when Mattermost cannot be asked."""
+    found = await asyncio.to_thread(token_user, runtime, token, runtime.recaps.clock.now_ms())
+    if found is not None or runtime.settings.chat != "mattermost":
+        return found
+    identity = await runtime.sign_in.authenticate(token)
+    if identity is None or identity.source != "mattermost":
+        return None
+    return identity.user_id, MATTERMOST_SESSION
 
 
 CurrentViewer = Annotated[Viewer, Depends(viewer_of)]

@@ -1,5 +1,6 @@
-// recapd pages: live updates (server-sent events), the browser's time zone as the default of a
-// new schedule, the channel picker, and confirmations. Every page also works without it.
+// recapd pages: times in the browser's time zone, live updates (server-sent events), the
+// browser's zone as the default of a new schedule, the channel picker, and confirmations. Every
+// page also works without it (times then stay in the user's zone, else UTC).
 (function () {
   "use strict";
 
@@ -12,9 +13,42 @@
   });
 
   function start() {
+    localTimes(document);
     defaultZone();
     channelPicker();
     live();
+  }
+
+  // <time data-local> comes rendered in the user's zone (else UTC): show it in the browser's
+  // own zone, in the server's format ("Tue 22 Sep 2026, 09:00 CEST"). A schedule's next run
+  // carries no data-local: it stays in the schedule's zone.
+  var formats = null;
+  function localTimes(root) {
+    if (!window.Intl || !Intl.DateTimeFormat.prototype.formatToParts) return;
+    if (!formats) {
+      var parts = { weekday: "short", day: "2-digit", month: "short", year: "numeric",
+                    hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
+      // Zone abbreviations: each locale knows some (en-US: EST, PDT; en-GB: CET, BST).
+      formats = [new Intl.DateTimeFormat("en-GB", parts)].concat(["en-US", "en-GB"].map(
+        function (locale) { return new Intl.DateTimeFormat(locale, { timeZoneName: "short" }); }));
+    }
+    root.querySelectorAll("time[data-local]").forEach(function (el) {
+      var instant = new Date(el.getAttribute("datetime"));
+      if (isNaN(instant.getTime())) return;
+      var p = pieces(formats[0], instant);
+      var zone = pieces(formats[1], instant).timeZoneName;
+      if (/^(GMT|UTC)[+-]/.test(zone)) zone = pieces(formats[2], instant).timeZoneName;
+      var clock = p.hour + ":" + p.minute + " " + zone;
+      el.textContent = el.dataset.local === "time" ? clock
+        : p.weekday + " " + p.day + " " + p.month + " " + p.year + ", " + clock;
+      el.title = instant.toISOString().slice(0, 16).replace("T", " ") + " UTC";
+    });
+  }
+
+  function pieces(format, instant) {
+    var found = {};
+    format.formatToParts(instant).forEach(function (part) { found[part.type] = part.value; });
+    return found;
   }
 
   // A new schedule starts in the browser's time zone.
@@ -66,6 +100,7 @@
       var tpl = document.createElement("template");
       tpl.innerHTML = change.row.trim();
       var row = tpl.content.firstElementChild;
+      localTimes(row);
       if (old) old.replaceWith(row);
       else list.prepend(row); // a new recap is unread: unread ones come first
       row.classList.add("flash");
@@ -74,17 +109,21 @@
     if (empty) empty.hidden = list.children.length > 0;
   }
 
+  // The recap being looked at changed (queued -> working -> ready): fetch the page again and
+  // swap its content in. Fetches may finish out of order; an older version never replaces a
+  // newer one.
   function updateRecap(main, change) {
     if (change.id !== main.dataset.recapId) return;
-    if (String(change.update_at) === main.dataset.updateAt) return;
+    if (change.update_at <= Number(main.dataset.updateAt)) return;
     if (change.deleted) { window.location.assign("/"); return; }
-    fetch(window.location.href, { credentials: "same-origin" })
-      .then(function (resp) { return resp.text(); })
+    fetch(window.location.href, { credentials: "same-origin", cache: "no-store" })
+      .then(function (resp) { return resp.ok ? resp.text() : ""; })
       .then(function (html) {
         var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("main");
-        if (!fresh) return;
+        if (!fresh || Number(fresh.dataset.updateAt) <= Number(main.dataset.updateAt)) return;
         main.innerHTML = fresh.innerHTML;
         main.dataset.updateAt = fresh.dataset.updateAt;
+        localTimes(main);
       });
   }
 

@@ -314,3 +314,35 @@ def test_a_mattermost_user_is_looked_up_by_id_for_sessions(
         assert await w.rt.sign_in.mattermost_user(w.bob) is None
 
     w.run(main)
+
+
+def test_the_web_pages_sign_in_with_a_mattermost_token(
+    store: Store, mm: FakeMattermost, clock: FakeClock
+) -> None:
+    w = MattermostWorld(store, mm, clock)
+    csrf_re = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+    async def sign_in(web: httpx.AsyncClient, token: str) -> httpx.Response:
+        page = await web.get("/login")
+        match = csrf_re.search(page.text)
+        assert match, page.text
+        return await web.post("/login", data={"token": token, "csrf_token": match.group(1)})
+
+    async def main() -> None:
+        async with w.api() as web:
+            bad = await sign_in(web, "x" * 26)
+            assert bad.status_code == 400 and "not valid" in bad.text
+            ok = await sign_in(web, w.tokens["alice"])
+            assert ok.status_code == 303, ok.text
+            home = await web.get("/")
+            assert home.status_code == 200 and "Alice" in home.text
+            # The schedule form offers the Mattermost channels alice may read, not hr.
+            form = await web.get("/schedules/new")
+            assert f'value="{w.dev}"' in form.text and w.hr not in form.text
+            # Deactivated on Mattermost: signed out once the cached answer expires.
+            mm.deactivate(w.alice)
+            clock.advance(2 * MIN)
+            gone = await web.get("/")
+            assert gone.status_code == 303 and gone.headers["location"].startswith("/login")
+
+    w.run(main)

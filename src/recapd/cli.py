@@ -206,7 +206,10 @@ def worker(
                     logging.getLogger("recapd").error("settings not reloaded: %s", exc)
 
             loop.add_signal_handler(signal.SIGHUP, reload)
-            await server.run(stop)
+            try:
+                await server.run(stop)
+            finally:
+                await runtime.aclose()  # HTTP clients of this loop (Mattermost)
 
         asyncio.run(main())
     finally:

@@ -359,6 +359,11 @@ class Settings(BaseSettings):
     site_url: str = Field(
         "http://127.0.0.1:8065", description="Base URL of the chat site, for permalinks."
     )
+    public_url: str = Field(
+        "",
+        description="recapd's own address, for links to its pages in messages; "
+        "empty = site_url when the chat is recapd's own workspace, else no link.",
+    )
     session_secret: str = Field(
         "",
         repr=False,
@@ -494,6 +499,13 @@ class Settings(BaseSettings):
     def recaps_enabled(self) -> bool:
         """Both switches on: the feature flag and `ai_recaps.enable` (as in Mattermost)."""
         return self.enable_ai_recaps and self.ai_recaps.enable
+
+    @property
+    def pages_url(self) -> str:
+        """Where recapd's pages are, for links in messages ("" when unknown)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return self.site_url.rstrip("/") if self.chat == "local" else ""
 
     @property
     def redacted_database_url(self) -> str:

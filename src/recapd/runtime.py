@@ -79,9 +79,8 @@ class Runtime:
             if mm_client is not None
             else LocalDirectMessenger(store, clock, settings.delivery.bot_username)
         )
-        # The local workspace's site_url is recapd's own address (it serves the permalinks).
         delivery = DeliveryService(
-            store, chat, messenger, settings, clock, pages_url=settings.site_url
+            store, chat, messenger, settings, clock, pages_url=settings.pages_url
         )
         jobs.register_worker(make_delivery_worker(delivery, settings))
         sign_in = Authenticator(store, clock, mm_client, settings)

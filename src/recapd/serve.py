@@ -49,21 +49,6 @@ class ServeOptions:
         return settings.model_copy(update={"jobs": js.model_copy(update=update)})
 
 
-class _Follower:
-    """Leadership of a node that runs no schedulers: it never stands for election, so it can
-    never hold the lease while scheduling nothing."""
-
-    lease_name = "leader"
-
-    @property
-    def is_leader(self) -> bool:
-        return False
-
-    @property
-    def term(self) -> int:
-        return 0
-
-
 class _Uvicorn(uvicorn.Server):
     """uvicorn without its own signal handlers: recapd decides the order of shutdown."""
 
@@ -191,8 +176,6 @@ class Node:
         lets running jobs finish within the grace period and releases the rest; then the HTTP
         server stops: event streams end at once, other open requests get
         HTTP_SHUTDOWN_GRACE_S."""
-        if not self.runtime.settings.jobs.run_scheduler:
-            self.runtime.jobs.set_leadership(_Follower())
         tasks: list[asyncio.Task[None]] = []
         jobs: asyncio.Task[None] | None = None
         http: asyncio.Task[None] | None = None
@@ -223,6 +206,7 @@ class Node:
                     self.closing.set()
                     self.server.should_exit = True
                     await http
+                await self.runtime.aclose()  # HTTP clients of this loop (Mattermost)
 
 
 def run_until_signal(

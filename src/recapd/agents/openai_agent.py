@@ -10,7 +10,6 @@ asked again for plain JSON, and remembered as lacking it.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import random
 import re
@@ -34,6 +33,7 @@ from recapd.agents.base import (
 from recapd.agents.output import OutputError, ParsedOutput, parse_output, response_format
 from recapd.agents.prompt import Prompt, merge_prompt, summarize_prompt
 from recapd.config import AgentSettings
+from recapd.retry_after import retry_after_seconds
 
 __all__ = ["OpenAIAgent"]
 
@@ -59,18 +59,9 @@ def _retry_after_s(exc: openai.APIStatusError) -> float | None:
             return max(0.0, float(millis) / 1000)
         except ValueError:
             pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+    # The agent runs on real time (its waits are real sleeps), so the date form is read
+    # against the wall clock.
+    return retry_after_seconds(headers.get("retry-after"), time.time())
 
 
 class OpenAIAgent:

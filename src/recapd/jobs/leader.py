@@ -50,6 +50,22 @@ class StaticLeadership:
         return self._term
 
 
+class Follower:
+    """Never the leader: a node that runs no schedulers does not stand for election, so it can
+    never hold the lease while scheduling nothing."""
+
+    def __init__(self, lease_name: str = "leader") -> None:
+        self.lease_name = lease_name
+
+    @property
+    def is_leader(self) -> bool:
+        return False
+
+    @property
+    def term(self) -> int:
+        return 0
+
+
 class LeaderElector:
     """Leadership through the database lease `name`, renewed every `renew_interval_s`.
 

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 from recapd.clock import Clock, SystemClock
 from recapd.config import Settings
 from recapd.jobs.housekeeping import JobCleanup, WedgedJobRecovery
-from recapd.jobs.leader import LeaderElector, Leadership, StaticLeadership
+from recapd.jobs.leader import Follower, LeaderElector, Leadership, StaticLeadership
 from recapd.jobs.scheduler import Scheduler, SchedulerRunner
 from recapd.jobs.wakeup import Wakeups
 from recapd.jobs.worker import WorkerPool, WorkerSpec
@@ -77,11 +77,14 @@ class JobServer:
 
     @property
     def leadership(self) -> Leadership:
-        """The leadership in force: given, elected in the database, or static on SQLite."""
+        """The leadership in force: given, elected in the database, or static on SQLite; a
+        PostgreSQL node started without schedulers never stands for election."""
         if self._leadership is None:
             if self.store.db.is_sqlite:
                 # One node per SQLite file: it leads.
                 self._leadership = StaticLeadership(term=1)
+            elif not self.settings.jobs.run_scheduler:
+                self._leadership = Follower()
             else:
                 js = self.settings.jobs
                 self._leadership = LeaderElector(

@@ -10,7 +10,6 @@ with exponential backoff; every call has a timeout. Time is injected (clock and 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import http.cookiejar
 import random
 import urllib.request
@@ -22,6 +21,7 @@ import httpx
 
 from recapd.clock import Clock, SystemClock
 from recapd.model.app_error import AppError
+from recapd.retry_after import retry_after_seconds
 
 SleepFn = Callable[[float], Awaitable[None]]
 
@@ -198,18 +198,9 @@ class MattermostClient:
 
     def _retry_after_s(self, resp: httpx.Response) -> float | None:
         """Seconds to wait from Retry-After (seconds or an HTTP date) or X-RateLimit-Reset."""
-        value = resp.headers.get("Retry-After", "").strip()
-        if value:
-            try:
-                return max(0.0, float(value))
-            except ValueError:
-                pass
-            try:
-                when = email.utils.parsedate_to_datetime(value)
-            except (TypeError, ValueError):
-                when = None
-            if when is not None:
-                return max(0.0, when.timestamp() - self._clock.now_ms() / 1000)
+        asked = retry_after_seconds(resp.headers.get("Retry-After"), self._clock.now_ms() / 1000)
+        if asked is not None:
+            return asked
         # Mattermost's own rate limiter sends X-RateLimit-Reset: seconds until the next token.
         reset = resp.headers.get("X-RateLimit-Reset", "").strip()
         try:

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from recapd.api.app import create_app
 from recapd.clock import FakeClock
 from recapd.model.ids import new_id
+from recapd.model.job import JobType
 from recapd.runtime import Runtime
 from recapd.store import migrate
 from recapd.store.store import Store
@@ -354,6 +355,14 @@ def test_ping_metrics_request_ids_and_docs(store: Store) -> None:
     body = ping.json()
     assert body["status"] == "OK" and body["database"] == "ok"
     assert body["schema_revision"] == migrate.head_revision(store.db) == body["schema_head"]
+    assert (body["jobs"], body["oldest_due_job_waited_seconds"]) == ("ok", 0)
+    assert (body["node_runs_jobs"], body["node_is_leader"]) == ([], False)  # not running here
+    # A due job nobody claims for five minutes shows as waiting; the node stays healthy.
+    api.rt.jobs.create_job(JobType.RECAP, {"recap_id": new_id()})
+    api.clock.advance(301_000)
+    late = api.client.get("/api/v4/system/ping")
+    assert late.status_code == 200
+    assert (late.json()["jobs"], late.json()["oldest_due_job_waited_seconds"]) == ("waiting", 301)
     metrics = api.client.get("/metrics")
     assert metrics.status_code == 200
     assert "recapd_scheduled_recaps_due_backlog" in metrics.text

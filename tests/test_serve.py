@@ -156,6 +156,8 @@ def test_serve_answers_logs_each_request_and_stops_on_sigterm(db_url: str, tmp_p
 
         status, headers, body = node.get("/api/v4/system/ping")
         assert status == 200 and body["status"] == "OK" and body["schema_up_to_date"]
+        assert body["node_id"] == "serve-test" and "recap" in body["node_runs_jobs"]
+        assert body["jobs"] == "ok"
         ping_id = headers["x-request-id"]
         status, headers, body = node.get("/api/v4/recaps", token)
         assert status == 200 and body == []

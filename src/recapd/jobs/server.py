@@ -269,6 +269,16 @@ class JobServer:
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
             loop.call_soon_threadsafe(runner.wake_at, name, at_ms)
 
+    @property
+    def running(self) -> bool:
+        """True while run() runs in this process."""
+        return self._stop is not None
+
+    @property
+    def running_types(self) -> list[str]:
+        """The job types this node is working on now."""
+        return sorted(self._pools)
+
     def pool(self, job_type: str) -> WorkerPool | None:
         """The running pool of a type, if any."""
         return self._pools.get(job_type)

@@ -238,6 +238,13 @@ class JobStore:
         with self._db.transaction(conn) as c:
             return {(r[0], r[1]): int(r[2]) for r in c.execute(q)}
 
+    def oldest_due_pending(self, now_ms: int, *, conn: Connection | None = None) -> int | None:
+        """run_at of the longest-waiting pending job that is due at `now_ms`, or None."""
+        q = sa.select(sa.func.min(t.c.run_at)).where(JOB_PENDING, t.c.run_at <= now_ms)
+        with self._db.transaction(conn) as c:
+            value = c.execute(q).scalar()
+        return None if value is None else int(value)
+
     def claim(
         self, job_id: str, now_ms: int, node_id: str = "", *, conn: Connection | None = None
     ) -> bool:

@@ -76,14 +76,14 @@ def lanes(count: int) -> list[IdRange]:
     return [(bounds[i], bounds[i + 1]) for i in range(count)]
 
 
-def _pick(lane: IdRange) -> tuple[str, dict[str, str]]:
+def _lane(lane: IdRange, alias: str) -> tuple[str, dict[str, str]]:
     low, high = lane
     sql, params = "", {}
     if low is not None:
-        sql, params["low"] = sql + " AND s2.id >= :low", low
+        sql, params["low"] = f"{sql} AND {alias}.id >= :low", low
     if high is not None:
-        sql, params["high"] = sql + " AND s2.id < :high", high
-    return _PICK.format(lane=sql), params
+        sql, params["high"] = f"{sql} AND {alias}.id < :high", high
+    return sql, params
 
 
 def _load_plans(conn: Connection, plans: Sequence[GroupPlan]) -> None:
@@ -123,8 +123,9 @@ def advance_and_enqueue(
     under the live dedupe key `id:run_at`. Returns (schedules moved, jobs created).
     """
     _load_plans(conn, plans)
-    pick, lane_params = _pick(lane)
     if db.is_postgres:
+        lane_sql, lane_params = _lane(lane, "s2")
+        pick = _PICK.format(lane=lane_sql)
         q = sa.text(
             "WITH moved AS (UPDATE scheduled_recaps s SET next_run_at = p.new_next "
             f"FROM due_plan p WHERE s.id IN ({pick}) AND {_MATCH} "
@@ -145,24 +146,21 @@ def advance_and_enqueue(
             conn.execute(sa.text("SELECT pg_notify('recapd_jobs', :type)"), {"type": job_type})
         return int(moved), int(created)
     # SQLite: no data-modifying CTEs, and RETURNING cannot see the FROM tables. The write
-    # lock is held (BEGIN IMMEDIATE), so read the batch, then move exactly those rows.
+    # lock is held (BEGIN IMMEDIATE), so read the batch once, then move exactly those rows.
+    lane_sql, lane_params = _lane(lane, "s")
     read = sa.text(
-        "SELECT s.id, s.user_id, s.channel_ids, s.agent_id, p.run_at FROM scheduled_recaps s "
-        f"JOIN due_plan p ON {_MATCH} WHERE s.id IN ({pick}) ORDER BY s.id"
+        "SELECT s.id, s.user_id, s.channel_ids, s.agent_id, p.run_at, p.old_next, p.new_next "
+        f"FROM scheduled_recaps s JOIN due_plan p ON {_MATCH} "
+        f"WHERE s.enabled AND s.delete_at = 0{lane_sql} ORDER BY s.id LIMIT :batch"
     )
     moved_rows = conn.execute(read, {"batch": batch, **lane_params}).all()
     if not moved_rows:
         return 0, 0
     conn.execute(
         sa.text(
-            "UPDATE scheduled_recaps SET next_run_at = (SELECT p.new_next FROM due_plan p "
-            "WHERE p.days_of_week = scheduled_recaps.days_of_week "
-            "AND p.time_of_day = scheduled_recaps.time_of_day "
-            "AND p.timezone = scheduled_recaps.timezone "
-            "AND p.old_next = scheduled_recaps.next_run_at) "
-            f"WHERE id IN ({pick})"
+            "UPDATE scheduled_recaps SET next_run_at = :new WHERE id = :id AND next_run_at = :old"
         ),
-        {"batch": batch, **lane_params},
+        [{"id": r[0], "old": r[5], "new": r[6]} for r in moved_rows],
     )
     ins = sa.text(
         f"INSERT INTO jobs ({_JOB_COLS}) VALUES (:id, :type, 0, :now, 0, 0, 'pending', 0, "
@@ -170,7 +168,7 @@ def advance_and_enqueue(
         f"ON CONFLICT (dedupe_key) WHERE {JOB_LIVE_KEY.text} DO NOTHING"
     )
     rows: list[dict[str, object]] = []
-    for sr_id, user_id, channel_ids, agent_id, run_at in moved_rows:
+    for sr_id, user_id, channel_ids, agent_id, run_at, _old, _new in moved_rows:
         ids = json.loads(channel_ids) if isinstance(channel_ids, str) else channel_ids
         data = {
             "scheduled_recap_id": sr_id,

@@ -1,9 +1,11 @@
 """A webhook receiver double: a real HTTP server on loopback, in a thread, that records every
 request and answers with scripted statuses (then 200), like a Slack/Mattermost incoming webhook.
+A scripted answer may also be hostile: late, dripped a byte at a time, or with a huge body.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -30,12 +32,25 @@ class Received:
         return json.loads(self.body)
 
 
+# A hostile answer stops on its own after this long, even if the caller never hangs up.
+HOSTILE_LIMIT_S = 10.0
+
+
 @dataclass(frozen=True)
 class Answer:
-    """A scripted answer: a status, after an optional delay (to make the caller time out)."""
+    """A scripted answer: a status, after an optional delay (to make the caller time out).
+
+    `drip_s`: one byte every `drip_s` seconds, of the head (`drip="head"`: the status line
+    never completes in time) or of the body (`drip="body"`: the head comes at once).
+    `body_bytes`: the length of the body (announced in Content-Length), sent as fast as the
+    caller reads unless dripped.
+    """
 
     status: int
     delay_s: float = 0.0
+    drip: str = ""
+    drip_s: float = 0.0
+    body_bytes: int = 0
 
 
 class FakeWebhook:
@@ -55,15 +70,43 @@ class FakeWebhook:
                 if answer.delay_s:
                     time.sleep(answer.delay_s)
                 fake._record(Received("POST", self.path, dict(self.headers), body, answer.status))
+                # OSError: the caller gave up (timeout) and closed the connection.
+                with contextlib.suppress(OSError):
+                    self._answer(answer)
+
+            def _answer(self, answer: Answer) -> None:
                 text = b"ok" if answer.status < 300 else b"invalid_payload"
-                try:
-                    self.send_response(answer.status)
-                    self.send_header("Content-Type", "text/plain")
-                    self.send_header("Content-Length", str(len(text)))
-                    self.end_headers()
+                length = answer.body_bytes or len(text)
+                head = (
+                    f"HTTP/1.1 {answer.status} Scripted\r\nContent-Type: text/plain\r\n"
+                    f"Content-Length: {length}\r\nConnection: close\r\n\r\n"
+                ).encode()
+                give_up = time.monotonic() + HOSTILE_LIMIT_S
+                if answer.drip == "head":
+                    self._drip(head, answer.drip_s, give_up)
+                    return
+                self.wfile.write(head)
+                self.wfile.flush()
+                if answer.drip == "body":
+                    self._drip(b"x" * length, answer.drip_s, give_up)
+                elif answer.body_bytes:
+                    chunk = b"x" * 65536
+                    left = length
+                    while left > 0 and time.monotonic() < give_up:
+                        self.wfile.write(chunk[: min(left, len(chunk))])
+                        left -= len(chunk)
+                else:
                     self.wfile.write(text)
-                except OSError:
-                    pass  # the caller gave up (timeout) and closed the connection
+                self.close_connection = True
+
+            def _drip(self, data: bytes, every_s: float, give_up: float) -> None:
+                for i in range(len(data)):
+                    if time.monotonic() > give_up:
+                        break
+                    self.wfile.write(data[i : i + 1])
+                    self.wfile.flush()
+                    time.sleep(every_s)
+                self.close_connection = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 return None

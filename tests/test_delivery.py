@@ -5,16 +5,27 @@ calls the user's webhook (a real HTTP receiver on loopback), retried by the job 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from recapd.app.recovery import StuckRecapRecovery
+from recapd.chat.mattermost.client import ClientOptions, MattermostClient
 from recapd.clock import FakeClock
 from recapd.delivery.local_dm import LocalDirectMessenger, derived_id, direct_channel_name
 from recapd.delivery.markdown import Flavor, render_message, split_message, truncate_message
-from recapd.delivery.webhook import InternalAllowList, flavor_for, validate_webhook_url
+from recapd.delivery.mattermost_dm import MattermostDirectMessenger
+from recapd.delivery.webhook import (
+    InternalAllowList,
+    WebhookError,
+    WebhookSender,
+    flavor_for,
+    validate_webhook_url,
+)
+from recapd.jobs.recap_delivery.worker import make_worker as make_delivery_worker
 from recapd.jobs.worker import WorkerPool
 from recapd.model.app_error import AppError
 from recapd.model.chat import Channel, ChannelMember, ChannelType, Post
@@ -22,7 +33,9 @@ from recapd.model.ids import is_valid_id
 from recapd.model.job import Job, JobStatus, JobType
 from recapd.model.recap import ActionItem, Highlight, Recap, RecapChannel, RecapStatus
 from recapd.runtime import Runtime
+from recapd.store.delivery_store import DELIVERED_KEYS_KEPT_MS
 from recapd.store.store import Store
+from tests.fake_mattermost import FakeMattermost
 from tests.fake_webhook import Answer, FakeWebhook, fake_webhook
 from tests.test_recaps_app import T0, runtime_for, settings_for, team_workspace
 from tests.workspace import Workspace
@@ -96,7 +109,8 @@ def test_a_completed_recap_sends_one_direct_message_from_the_bot(store: Store) -
     (job,) = h.deliveries()
     assert job.status == JobStatus.PENDING
     assert job.dedupe_key == f"recap_delivery:{recap.id}:completed:{recap.update_at}"
-    assert job.data == {"recap_id": recap.id, "status": "completed"}
+    assert recap.finish_at == recap.update_at
+    assert job.data == {"recap_id": recap.id, "status": "completed", "finish_at": recap.finish_at}
     h.run(JobType.RECAP_DELIVERY)
     assert store.jobs.get(job.id).status == JobStatus.SUCCESS
 
@@ -120,7 +134,9 @@ def test_a_completed_recap_sends_one_direct_message_from_the_bot(store: Store) -
 
     # A second run of the same delivery (a retry, a recovered job) posts nothing more.
     asyncio.run(
-        h.rt.delivery.deliver(recap.id, "completed", job.dedupe_key or "", last_attempt=False)
+        h.rt.delivery.deliver(
+            recap.id, "completed", recap.finish_at, job.dedupe_key or "", last_attempt=False
+        )
     )
     assert len(h.dms()) == 1
     # The bot's message does not make the next "all unreads" recap read the last one.
@@ -183,7 +199,7 @@ def test_a_400_is_not_retried_and_is_recorded(store: Store, hook: FakeWebhook) -
     assert (job.status, job.attempt) == (JobStatus.SUCCESS, 1)
     saved = store.delivery.get_webhook(h.alice.id)
     assert saved is not None and saved.last_delivery_at == 0
-    assert saved.last_error == "HTTP 400: invalid_payload"
+    assert saved.last_error == "HTTP 400"  # the receiver's answer is never stored
     assert saved.last_error_at == h.clock.now_ms() - 3_600_000
     assert len(h.dms()) == 1  # the direct message was delivered all the same
 
@@ -483,3 +499,292 @@ def test_a_user_outside_the_workspace_gets_no_direct_message_and_no_retry(store:
     assert store.workspace.user_ids_by_username(["recap-bot"]) == {}
     with pytest.raises(ValueError):
         asyncio.run(messenger.send_direct("not-an-id", "hello", "k"))
+
+
+# -- refused addresses, hostile receivers ----------------------------------------------------
+
+REFUSED_ADDRESSES = [
+    "100.100.100.200",  # shared address space (100.64.0.0/10): a cloud metadata service
+    "100.64.0.1",
+    "::ffff:100.100.100.200",  # the same, IPv4-mapped
+    "::ffff:127.0.0.1",
+    "fec0::1",  # IPv6 site-local
+    "2002:a00:1::1",  # 6to4 carrying 10.0.0.1
+    "2002:7f00:1::1",  # 6to4 carrying 127.0.0.1
+    "64:ff9b::a9fe:a9fe",  # NAT64 carrying 169.254.169.254
+    "64:ff9b::7f00:1",  # NAT64 carrying 127.0.0.1
+    "::a00:1",  # IPv4-compatible (deprecated) 10.0.0.1
+    "fc00::1",
+    "fe80::1",
+    "224.0.0.1",
+    "ff02::1",
+    "0.0.0.0",
+    "192.0.2.1",  # documentation
+    "198.18.0.1",  # benchmarking
+]
+
+
+def _url_of(address: str) -> str:
+    return f"http://[{address}]/hooks/x" if ":" in address else f"http://{address}/hooks/x"
+
+
+@pytest.mark.parametrize("address", REFUSED_ADDRESSES)
+def test_every_non_public_address_is_refused_however_it_is_written(address: str) -> None:
+    with pytest.raises(AppError) as err:
+        validate_webhook_url(_url_of(address), InternalAllowList.parse(""))
+    assert err.value.id == "app.delivery.webhook_url.internal.app_error"
+    assert not InternalAllowList.parse("").allows_ip(ipaddress.ip_address(address))
+
+
+PUBLIC_ADDRESSES = [
+    "8.8.8.8",
+    "2606:4700::1111",
+    "::ffff:8.8.8.8",
+    "2002:808:808::1",  # 6to4 carrying 8.8.8.8
+    "64:ff9b::808:808",  # NAT64 carrying 8.8.8.8
+]
+
+
+@pytest.mark.parametrize("address", PUBLIC_ADDRESSES)
+def test_public_addresses_pass_also_when_embedded_in_ipv6(address: str) -> None:
+    url = _url_of(address)
+    assert validate_webhook_url(url, InternalAllowList.parse("")) == url
+
+
+def test_the_allow_list_covers_an_internal_address_in_any_of_its_forms() -> None:
+    allow = InternalAllowList.parse("100.64.0.0/10")
+    for address in ("100.100.100.200", "::ffff:100.100.100.200", "64:ff9b::6464:64c8"):
+        assert allow.allows_ip(ipaddress.ip_address(address)), address
+    assert not allow.allows_ip(ipaddress.ip_address("::ffff:10.0.0.1"))
+
+
+def test_a_refused_or_rejected_webhook_stores_no_address_and_no_answer(
+    store: Store, hook: FakeWebhook
+) -> None:
+    h = Harness(store, delivery={**DELIVERY, "allowed_untrusted_internal_connections": ""})
+    h.set_webhook(hook.url.replace("127.0.0.1", "localhost"))  # a name that resolves to loopback
+    h.recap()
+    h.run(JobType.RECAP_DELIVERY)
+    assert hook.received() == []
+    saved = store.delivery.get_webhook(h.alice.id)
+    assert saved is not None and saved.last_error == "refused: the address is internal"
+
+    # Allowed: the receiver answers 400 with a body, which is not kept.
+    h.rt.apply_settings(settings_for(store.db.url, delivery=DELIVERY))
+    h.set_webhook(hook.url)
+    hook.script(Answer(400, body_bytes=5000))
+    h.clock.advance(1000)
+    h.recap(title="Again")
+    h.run(JobType.RECAP_DELIVERY)
+    saved = store.delivery.get_webhook(h.alice.id)
+    assert saved is not None and saved.last_error == "HTTP 400"
+    assert [r.status for r in hook.received()] == [400]
+
+
+def test_a_host_name_is_connected_at_the_address_that_was_checked(hook: FakeWebhook) -> None:
+    # localhost may resolve to ::1 first, where nothing listens: the next address is tried,
+    # and the receiver still sees the name in Host.
+    sender = WebhookSender(2.0, InternalAllowList.parse("127.0.0.0/8 ::1/128"))
+    url = hook.url.replace("127.0.0.1", "localhost")
+    assert asyncio.run(sender.send(url, {"text": "hi"})) == 200
+    (req,) = hook.received()
+    assert req.headers["Host"] == url.split("/")[2] and req.json() == {"text": "hi"}
+
+
+def test_a_receiver_that_drips_its_answer_cannot_hold_the_sender(hook: FakeWebhook) -> None:
+    sender = WebhookSender(0.5, InternalAllowList.parse("127.0.0.1"))
+    # The head a byte every 50 ms: each read is quick, the whole answer would take ~5 s.
+    hook.script(Answer(200, drip="head", drip_s=0.05))
+    started = time.monotonic()
+    with pytest.raises(WebhookError) as err:
+        asyncio.run(sender.send(hook.url, {"text": "hi"}))
+    assert time.monotonic() - started < 1.5
+    assert err.value.retryable and str(err.value) == "timed out after 0.5 s"
+
+    # A quick head, then a body dripped or huge: the status is all that is read.
+    hook.script(Answer(200, drip="body", drip_s=0.05, body_bytes=1_000_000))
+    hook.script(Answer(503, body_bytes=200_000_000))
+    started = time.monotonic()
+    assert asyncio.run(sender.send(hook.url, {"text": "hi"})) == 200
+    with pytest.raises(WebhookError) as err:
+        asyncio.run(sender.send(hook.url, {"text": "hi"}))
+    assert str(err.value) == "HTTP 503" and err.value.retryable
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_stuck_delivery_job_times_out_and_is_retried(store: Store) -> None:
+    h = Harness(
+        store,
+        delivery={**DELIVERY, "webhook_timeout_seconds": 0.1},
+        mattermost_timeout_seconds=0.1,
+    )
+    spec = h.rt.jobs.workers[JobType.RECAP_DELIVERY]
+    assert spec.timeout_s == pytest.approx(3 * 0.1 + 5 * 0.1)
+    assert make_delivery_worker(h.rt.delivery, settings_for(store.db.url)).timeout_s == 180.0
+    with FakeMattermost(h.clock) as mm:
+        bot = mm.add_user("recap-bot", bot=True)
+        h.rt.delivery.messenger = MattermostDirectMessenger(
+            MattermostClient(mm.url, mm.token_for(bot), options=ClientOptions(timeout_s=5.0))
+        )
+        mm.fail("GET", "/api/v4/users/me", 0, delay_s=1.5)  # the chat server stalls
+        h.recap()
+        started = time.monotonic()
+        h.run(JobType.RECAP_DELIVERY)
+        assert time.monotonic() - started < 1.4
+    (job,) = h.deliveries()
+    assert (job.status, job.attempt) == (JobStatus.PENDING, 1)
+    assert job.data["last_error"] == "timed out after 0.8 s"
+
+
+# -- stale and repeated deliveries -----------------------------------------------------------
+
+
+def test_a_delivery_waiting_to_retry_does_not_announce_the_regenerated_recap(
+    store: Store, hook: FakeWebhook
+) -> None:
+    h = Harness(store)
+    h.set_webhook(hook.url)
+    hook.script(500)
+    recap = h.recap()
+    h.run(JobType.RECAP_DELIVERY)  # the first outcome's job waits in its backoff
+    (first,) = h.deliveries()
+    assert first.status == JobStatus.PENDING and first.data["finish_at"] == recap.finish_at
+    h.clock.advance(1000)
+    asyncio.run(h.rt.recaps.mark_read(h.alice.id, recap.id))  # reading does not make it stale
+    assert store.recaps.get(recap.id).update_at > recap.finish_at
+    h.clock.advance(1000)
+    asyncio.run(h.rt.recaps.regenerate(h.alice.id, recap.id))
+    h.run(JobType.RECAP)
+    again = store.recaps.get(recap.id)
+    assert again.status == RecapStatus.COMPLETED and again.finish_at > recap.finish_at
+    h.clock.advance(3_600_000)
+    h.run(JobType.RECAP_DELIVERY)
+    assert {j.status for j in h.deliveries()} == {JobStatus.SUCCESS}
+    # The stale job sent nothing: one webhook post and one DM per outcome.
+    assert [r.status for r in hook.received()] == [500, 200]
+    assert len(h.dms()) == 2
+
+
+def test_a_delivery_is_still_made_after_the_recap_was_read(store: Store, hook: FakeWebhook) -> None:
+    h = Harness(store)
+    h.set_webhook(hook.url)
+    hook.script(500)
+    recap = h.recap()
+    h.run(JobType.RECAP_DELIVERY)
+    h.clock.advance(1000)
+    asyncio.run(h.rt.recaps.mark_read(h.alice.id, recap.id))
+    h.clock.advance(3_600_000)
+    h.run(JobType.RECAP_DELIVERY)
+    assert [r.status for r in hook.received()] == [500, 200]
+
+
+def test_a_users_deliveries_do_not_overwrite_each_others_record(
+    store: Store, hook: FakeWebhook
+) -> None:
+    h = Harness(store)
+    h.set_webhook(hook.url)
+    a = h.recap(title="A")
+    b = h.recap(title="B")
+    h.run(JobType.RECAP_DELIVERY)  # both jobs of alice, run together
+    assert len(hook.received()) == 2
+    for recap in (a, b):  # each job run again (recovered after a crash): nothing more is sent
+        (job,) = [j for j in h.deliveries() if j.data["recap_id"] == recap.id]
+        assert job.dedupe_key and store.delivery.was_delivered(job.dedupe_key)
+        asyncio.run(
+            h.rt.delivery.deliver(
+                recap.id, "completed", recap.finish_at, job.dedupe_key, last_attempt=False
+            )
+        )
+    assert len(hook.received()) == 2
+
+
+def test_delivered_keys_are_kept_per_key_and_pruned_by_age(store: Store) -> None:
+    user = "u" * 26
+    hook = store.delivery.set_webhook(user, "https://hooks.example.com/a", 10)
+    store.delivery.record_delivered(user, hook.url, "k1", 100)
+    store.delivery.record_delivered(user, hook.url, "k2", 200)
+    store.delivery.record_delivered(user, hook.url, "k2", 250)  # a repeat is harmless
+    assert store.delivery.was_delivered("k1") and store.delivery.was_delivered("k2")
+    assert not store.delivery.was_delivered("k3")
+    later = 150 + DELIVERED_KEYS_KEPT_MS
+    store.delivery.record_delivered(user, hook.url, "k3", later)
+    assert not store.delivery.was_delivered("k1")  # older than kept: pruned
+    assert store.delivery.was_delivered("k2") and store.delivery.was_delivered("k3")
+
+
+# -- direct messages that can never be sent --------------------------------------------------
+
+
+class MattermostDM:
+    """A Mattermost server whose bot sends the harness's direct messages."""
+
+    def __init__(self, h: Harness, mm: FakeMattermost, *, alice_on_server: bool) -> None:
+        self.mm = mm
+        bot = mm.add_user("recap-bot", bot=True)
+        if alice_on_server:  # the same user on both sides, as with chat = "mattermost"
+            uid = mm.add_user("alice")
+            with mm.lock:
+                user = mm.users.pop(uid)
+                mm.users[h.alice.id] = {**user, "id": h.alice.id}
+        client = MattermostClient(
+            mm.url, mm.token_for(bot), options=ClientOptions(timeout_s=5.0, max_retries=0)
+        )
+        h.rt.delivery.messenger = MattermostDirectMessenger(client)
+        self.bot = bot
+
+    def posts_to(self, user_id: str) -> list[dict[str, Any]]:
+        return self.mm.posts_in(self.mm.add_direct(self.bot, user_id))
+
+
+def test_a_dm_to_a_user_unknown_to_mattermost_does_not_hold_up_the_webhook(
+    store: Store, hook: FakeWebhook
+) -> None:
+    h = Harness(store)
+    h.set_webhook(hook.url)
+    with FakeMattermost(h.clock) as mm:
+        MattermostDM(h, mm, alice_on_server=False)
+        h.recap()
+        h.run(JobType.RECAP_DELIVERY)
+        assert [c.status for c in mm.calls("POST", "/api/v4/channels/direct")] == [400]
+    (job,) = h.deliveries()
+    assert (job.status, job.attempt) == (JobStatus.SUCCESS, 1)  # not retried
+    assert [r.status for r in hook.received()] == [200]
+
+
+@pytest.mark.parametrize(("path", "status"), [("/api/v4/posts", 403), ("/api/v4/posts", 404)])
+def test_a_dm_refused_for_good_is_not_retried(
+    store: Store, hook: FakeWebhook, path: str, status: int
+) -> None:
+    h = Harness(store)
+    h.set_webhook(hook.url)
+    with FakeMattermost(h.clock) as mm:
+        dm = MattermostDM(h, mm, alice_on_server=True)
+        mm.fail("POST", path, status)
+        h.recap()
+        h.run(JobType.RECAP_DELIVERY)
+        h.clock.advance(3_600_000)
+        h.run(JobType.RECAP_DELIVERY)
+        assert dm.posts_to(h.alice.id) == []
+    (job,) = h.deliveries()
+    assert (job.status, job.attempt) == (JobStatus.SUCCESS, 1)
+    assert [r.status for r in hook.received()] == [200]
+
+
+def test_a_dm_that_fails_for_now_is_retried_after_the_webhook_went_out(
+    store: Store, hook: FakeWebhook
+) -> None:
+    h = Harness(store)
+    h.set_webhook(hook.url)
+    with FakeMattermost(h.clock) as mm:
+        dm = MattermostDM(h, mm, alice_on_server=True)
+        mm.fail("POST", "/api/v4/posts", 503)
+        h.recap()
+        h.run(JobType.RECAP_DELIVERY)
+        (job,) = h.deliveries()
+        assert (job.status, job.attempt) == (JobStatus.PENDING, 1)
+        assert [r.status for r in hook.received()] == [200]  # not held up by the DM
+        h.clock.advance(3_600_000)
+        h.run(JobType.RECAP_DELIVERY)
+        assert len(dm.posts_to(h.alice.id)) == 1
+    assert store.jobs.get(job.id).status == JobStatus.SUCCESS
+    assert len(hook.received()) == 1  # the retry did not post the webhook again

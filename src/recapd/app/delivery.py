@@ -3,7 +3,8 @@ bot, then their webhook, if any), and the user's webhook setting.
 
 The delivery job is queued in the transaction that finishes the recap (`enqueue_delivery`),
 so every completed or failed recap is announced once, and announcing never holds up or fails
-the recap itself.
+the recap itself. The job carries the recap's finish time: a job whose outcome is no longer
+the recap's current one (the recap was regenerated meanwhile) sends nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from recapd.chat.source import ChatSource
 from recapd.clock import Clock
 from recapd.config import Settings
 from recapd.delivery.markdown import render_message, truncate_message
-from recapd.delivery.messenger import DirectMessenger
+from recapd.delivery.messenger import DirectMessageRefused, DirectMessenger
 from recapd.delivery.webhook import (
     MAX_TEXT_CHARS,
     InternalAllowList,
@@ -54,7 +55,7 @@ def enqueue_delivery(
         return
     jobs.create_job_once(
         JobType.RECAP_DELIVERY,
-        {"recap_id": recap_id, "status": str(status)},
+        {"recap_id": recap_id, "status": str(status), "finish_at": finished_at},
         delivery_key(recap_id, status, finished_at),
         conn=conn,
     )
@@ -128,10 +129,16 @@ class DeliveryService:
         posts = await self.chat.get_posts(sorted(ids))
         return {pid: await self.chat.permalink(p) for pid, p in posts.items()}
 
-    async def deliver(self, recap_id: str, status: str, key: str, *, last_attempt: bool) -> None:
-        """Tell the user the recap finished: direct message, then webhook. Each part happens
-        once per `key`, so a retried job redoes only what did not happen. A webhook that can
-        never succeed (4xx, refused address) is recorded on the webhook and not retried."""
+    async def deliver(
+        self, recap_id: str, status: str, finish_at: int, key: str, *, last_attempt: bool
+    ) -> None:
+        """Tell the user the recap finished (`status` at `finish_at`): direct message, then
+        webhook. Each part happens once per `key`, so a retried job redoes only what did not
+        happen; nothing is sent when the recap has finished again since (regenerated), was
+        deleted, or is gone. A part that can never succeed (a DM or webhook refused with a
+        4xx, a refused address) is recorded and not retried; 429, 5xx and transport errors
+        fail the attempt, after both parts were tried. `finish_at` 0 (a job queued before
+        finish times were kept) skips the finish-time check."""
         try:
             recap = await asyncio.to_thread(self.store.recaps.get, recap_id, include_deleted=True)
         except AppError as exc:
@@ -139,22 +146,34 @@ class DeliveryService:
                 log.info("recap %s is gone; nothing to deliver", recap_id)
                 return
             raise
-        if recap.delete_at or recap.status != status:
-            log.info("recap %s was deleted or regenerated; not delivering %s", recap_id, status)
+        stale = recap.status != status or (finish_at and recap.finish_at != finish_at)
+        if recap.delete_at or stale:
+            log.info("recap %s was deleted or finished again; not delivering %s", recap_id, key)
             return
         links = await self._permalinks(recap)
         page = f"{self.pages_url}/recaps/{recap.id}" if self.pages_url else ""
+        dm_failure: Exception | None = None
         if self.settings.delivery.direct_message and self.messenger is not None:
             text = render_message(recap, links, recap_url=page)
-            await self.messenger.send_direct(recap.user_id, text, key)
+            try:
+                await self.messenger.send_direct(recap.user_id, text, key)
+            except DirectMessageRefused as exc:
+                log.warning("direct message of recap %s refused for good: %s", recap.id, exc)
+            except Exception as exc:  # retried with the job, once the webhook had its turn
+                log.warning("direct message of recap %s failed: %s", recap.id, exc)
+                dm_failure = exc
         await self._call_webhook(recap, links, page, key, last_attempt=last_attempt)
+        if dm_failure is not None:
+            raise dm_failure
 
     async def _call_webhook(
         self, recap: Recap, links: dict[str, str], page: str, key: str, *, last_attempt: bool
     ) -> None:
         hook = await asyncio.to_thread(self.store.delivery.get_webhook, recap.user_id)
-        if hook is None or hook.last_delivery_key == key:
-            return  # none set, or this very delivery was accepted before a crash or retry
+        if hook is None:
+            return
+        if await asyncio.to_thread(self.store.delivery.was_delivered, key):
+            return  # this very delivery was accepted before a crash or retry
         text = render_message(recap, links, flavor=flavor_for(hook.url), recap_url=page)
         body = payload(truncate_message(text, MAX_TEXT_CHARS), self.settings.delivery.bot_username)
         try:

@@ -24,6 +24,8 @@ from recapd.chat.mattermost.client import (
     MattermostClient,
     parse_max_post_size,
 )
+from recapd.delivery.messenger import DirectMessageRefused
+from recapd.model.app_error import AppError
 
 # Room kept in every post for the "part i of n" line.
 PART_MARKER_RESERVE = 40
@@ -32,6 +34,9 @@ RECENT_POSTS_SEARCHED = 200
 ELLIPSIS = "\u2026"
 KEY_PROP = "recapd_key"
 PART_PROP = "recapd_part"
+# The client's error for a 400 or 413 from the server (reported as 502: recapd's caller did
+# nothing wrong, but the request will never be accepted).
+BAD_REQUEST_ID = "chat.mattermost.bad_request.app_error"
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,12 @@ def split_markdown(message: str, max_runes: int = DEFAULT_MAX_POST_SIZE) -> list
     return split_units(parse_units(message), max_runes)
 
 
+def is_permanent(exc: AppError) -> bool:
+    """True for a Mattermost answer a retry cannot change: a 4xx other than 429 (the client
+    reports 429 as 503 and a server's 400/413 as bad_request)."""
+    return exc.status_code in (400, 401, 403, 404) or exc.id == BAD_REQUEST_ID
+
+
 class MattermostDirectMessenger:
     """A DirectMessenger posting from the token's account (the bot) on a Mattermost server."""
 
@@ -164,8 +175,14 @@ class MattermostDirectMessenger:
 
     async def send_direct(self, user_id: str, message: str, key: str) -> None:
         """Post `message` to the user's DM with the bot, split under the size limit, once per
-        `key` (parts already posted under the key are not posted again)."""
-        await self.send_parts(user_id, message, key)
+        `key` (parts already posted under the key are not posted again). A 4xx answer (the
+        user is not on the server, the bot may not write to them) is DirectMessageRefused."""
+        try:
+            await self.send_parts(user_id, message, key)
+        except AppError as exc:
+            if is_permanent(exc):
+                raise DirectMessageRefused(str(exc)) from exc
+            raise
 
     async def send_parts(self, user_id: str, message: str, key: str) -> list[str]:
         """send_direct, returning the ids of the posts made now."""

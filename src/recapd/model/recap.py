@@ -170,4 +170,7 @@ class Recap:
     custom_instructions: str = ""
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # When it last completed or failed (ms; 0: never). Only finishing moves it (update_at
+    # also moves on mark read), so a delivery can tell its outcome is still the current one.
+    finish_at: int = 0
     channels: list[RecapChannel] = field(default_factory=list)

@@ -1,4 +1,5 @@
-"""SQL for delivery settings: each user's outgoing webhook and how its last delivery went."""
+"""SQL for delivery: each user's outgoing webhook, how its last delivery went, and which
+deliveries its receivers accepted."""
 
 from __future__ import annotations
 
@@ -8,9 +9,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from recapd.store.database import Database
-from recapd.store.tables import user_webhooks
+from recapd.store.tables import user_webhooks, webhook_deliveries
 
 t = user_webhooks
+td = webhook_deliveries
+
+# How long an accepted delivery's key is kept: far longer than any delivery job can still run
+# (its attempts and backoffs take hours at most), so a late retry still finds it.
+DELIVERED_KEYS_KEPT_MS = 30 * 86_400_000
 
 
 @dataclass(frozen=True)
@@ -61,17 +67,28 @@ class DeliveryStore:
             result = c.execute(sa.delete(t).where(t.c.user_id == user_id))
         return result.rowcount > 0
 
+    def was_delivered(self, key: str, *, conn: Connection | None = None) -> bool:
+        """True when a receiver accepted the delivery with this job key."""
+        with self._db.transaction(conn) as c:
+            q = sa.select(td.c.delivery_key).where(td.c.delivery_key == key)
+            return c.execute(q).first() is not None
+
     def record_delivered(
         self, user_id: str, url: str, key: str, now: int, *, conn: Connection | None = None
     ) -> None:
-        """Note a delivery the receiver accepted (only while the webhook still has `url`)."""
+        """Note a delivery the receiver accepted: its key for good (pruned after
+        DELIVERED_KEYS_KEPT_MS), and on the webhook row while it still has `url`."""
+        keep = self._db.insert(td).values(delivery_key=key, user_id=user_id, delivered_at=now)
         q = (
             t.update()
             .where(t.c.user_id == user_id, t.c.url == url)
             .values(last_delivery_key=key, last_delivery_at=now, last_error="", last_error_at=0)
         )
+        prune = sa.delete(td).where(td.c.delivered_at < now - DELIVERED_KEYS_KEPT_MS)
         with self._db.transaction(conn) as c:
+            c.execute(keep.on_conflict_do_nothing(index_elements=["delivery_key"]))
             c.execute(q)
+            c.execute(prune)
 
     def record_error(
         self, user_id: str, url: str, error: str, now: int, *, conn: Connection | None = None

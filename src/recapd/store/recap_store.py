@@ -44,6 +44,7 @@ _RECAP_FIELDS = (
     "custom_instructions",
     "prompt_tokens",
     "completion_tokens",
+    "finish_at",
 )
 
 
@@ -332,6 +333,8 @@ class RecapStore:
         A concurrent regenerate or delete therefore is never overwritten by a stale worker.
         """
         values: dict[str, Any] = {"status": new_status.value, "update_at": now_ms}
+        if new_status in (RecapStatus.COMPLETED, RecapStatus.FAILED):
+            values["finish_at"] = now_ms
         if error is not None:
             values["error"] = error
         if total_message_count is not None:

@@ -100,6 +100,9 @@ recaps = sa.Table(
     # Tokens the agent calls of this recap consumed (estimated for the offline agent).
     sa.Column("prompt_tokens", sa.Integer, nullable=False, server_default="0"),
     sa.Column("completion_tokens", sa.Integer, nullable=False, server_default="0"),
+    # When the recap last completed or failed (0: never); unlike update_at, reading it does
+    # not move it, so a delivery job can tell whether its outcome is still the current one.
+    _ms("finish_at"),
 )
 
 RECAP_IS_SCHEDULED = sa.text("scheduled_recap_id <> ''")
@@ -333,13 +336,24 @@ user_webhooks = sa.Table(
     sa.Column("url", sa.Text, nullable=False),
     _ms("create_at"),
     _ms("update_at"),
-    # The last delivery that succeeded (its job's key: a retry after it does not post twice)
-    # and the last failure, so the user can see a broken webhook.
+    # The last delivery that succeeded and the last failure, so the user can see a broken
+    # webhook (what was delivered is in webhook_deliveries).
     sa.Column("last_delivery_key", sa.String(255), nullable=False, server_default=""),
     _ms("last_delivery_at"),
     sa.Column("last_error", sa.Text, nullable=False, server_default=""),
     _ms("last_error_at"),
 )
+
+# Every webhook delivery a receiver accepted, by its job's key: a retried or recovered job
+# does not post twice, whatever the user's other jobs did meanwhile. Pruned by age.
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("delivery_key", sa.String(255), primary_key=True),
+    _id("user_id", nullable=False),
+    _ms("delivered_at"),
+)
+sa.Index("ix_webhook_deliveries_delivered_at", webhook_deliveries.c.delivered_at)
 
 # Server-wide secrets every node shares (the web session-signing key), made once on first use.
 system_secrets = sa.Table(

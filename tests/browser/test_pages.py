@@ -2,7 +2,9 @@
 through the form (an invalid time first), run it now and watch the recap appear in another tab
 without a reload, open a highlight's post, mark read, pause and resume, on a phone-sized
 screen; make a one-off recap through its form (no channel first) and watch its page turn from
-working to ready without a reload, times in the browser's zone. A screenshot of every page."""
+working to ready without a reload, times in the browser's zone; no page breaks its own
+Content-Security-Policy, another site cannot frame one, and a sixth tab following recaps stops
+the oldest one's live updates. A screenshot of every page."""
 
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ def test_a_user_schedules_runs_and_reads_a_recap(
         base_url=served.url, timezone_id="Europe/Paris", viewport=PHONE, is_mobile=True
     )
     context.set_default_timeout(10_000)
+    refused = csp_violations(context)
     page = context.new_page()
     home = re.compile(re.escape(served.url) + r"/$")
 
@@ -124,6 +127,7 @@ def test_a_user_schedules_runs_and_reads_a_recap(
     assert missing is not None and missing.status == 404
     expect(page.locator("h1")).to_have_text("Not found")
     shot(page, "13-not-found")
+    assert refused == []  # the pages work under their Content-Security-Policy
     context.close()
 
 
@@ -139,6 +143,7 @@ def test_a_user_makes_a_one_off_recap_and_watches_it_finish(
         base_url=served.url, timezone_id="America/New_York", viewport=DESKTOP
     )
     context.set_default_timeout(10_000)
+    refused = csp_violations(context)
     page = context.new_page()
     page.goto("/login")
     page.fill("#token", served.token)
@@ -192,4 +197,53 @@ def test_a_user_makes_a_one_off_recap_and_watches_it_finish(
     expect(row.locator(".badge")).to_have_text("Ready")
     expect(row.locator("time")).to_have_text(re.compile(r", \d\d:\d\d E[DS]T$"))
     shot(page, "05-recaps-with-one-off")
+    assert refused == []
     context.close()
+
+
+def test_another_site_cannot_frame_the_pages_and_a_sixth_tab_stops_the_oldest(
+    served: Served, browser: Any, shot: Callable[[Any, str], Path]
+) -> None:
+    from playwright.sync_api import expect
+
+    context = browser.new_context(base_url=served.url, viewport=DESKTOP)
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    page.goto("/login")
+    page.fill("#token", served.token)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(re.compile(r"/$"))
+
+    # A page of another origin puts recapd in a frame: the browser refuses to show it.
+    other = context.new_page()
+    with other.expect_console_message(
+        lambda msg: "frame-ancestors" in msg.text or "X-Frame-Options" in msg.text
+    ):
+        other.set_content(f'<iframe id="f" src="{served.url}/login" width="600"></iframe>')
+    expect(other.frame_locator("#f").locator("#token")).to_have_count(0)
+    shot(other, "01-framed-refused")
+    other.close()
+
+    # Six pages following their recaps: the first one's live updates stop, and it says why.
+    tabs = [page]
+    for _ in range(5):
+        tab = context.new_page()
+        tab.goto("/")
+        tabs.append(tab)
+    expect(page.locator(".live-stopped")).to_contain_text("too many pages with live updates")
+    for tab in tabs[1:]:
+        expect(tab.locator(".live-stopped")).to_have_count(0)
+    shot(page, "02-live-stopped")
+    context.close()
+
+
+def csp_violations(context: Any) -> list[str]:
+    """The Content-Security-Policy refusals the context's pages log, as they come."""
+    found: list[str] = []
+
+    def check(msg: Any) -> None:
+        if "Content Security Policy" in msg.text:
+            found.append(msg.text)
+
+    context.on("console", check)
+    return found

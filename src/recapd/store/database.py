@@ -50,6 +50,10 @@ def create_engine(url: str, *, pool_size: int = 10) -> Engine:
     raise ValueError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://...")
 
 
+# The execution option that marks a connection of Database.read_transaction.
+_READ_ONLY = "recapd_read_only"
+
+
 def _sqlite_engine(sa_url: sa.URL) -> Engine:
     in_memory = sa_url.database in (None, "", ":memory:")
     engine = sa.create_engine(
@@ -74,7 +78,11 @@ def _sqlite_engine(sa_url: sa.URL) -> Engine:
     def _on_begin(conn: Connection) -> None:
         # Take the write lock up front: a transaction that reads then writes cannot deadlock
         # on the lock upgrade, and read-check-write sequences (limits, claims) are serialized.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Database.read_transaction's only read: deferred, they take no write lock (WAL).
+        if conn.get_execution_options().get(_READ_ONLY):
+            conn.exec_driver_sql("BEGIN DEFERRED")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -102,6 +110,17 @@ class Database:
             return
         with self.engine.begin() as new_conn:
             yield new_conn
+
+    @contextmanager
+    def read_transaction(self) -> Iterator[Connection]:
+        """A transaction that only reads (e.g. a poll every second): on SQLite deferred, so it
+        neither takes nor waits for the write lock; on PostgreSQL READ ONLY."""
+        with self.engine.connect() as conn:
+            conn.execution_options(**{_READ_ONLY: True})
+            with conn.begin():
+                if self.is_postgres:
+                    conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+                yield conn
 
     def lock(self, conn: Connection, key: str) -> None:
         """Serialize transactions on `key` until this transaction ends.

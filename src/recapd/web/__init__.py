@@ -22,6 +22,7 @@ __all__ = ["install"]
 def install(app: FastAPI) -> None:
     """Add the pages (/, /login, /recaps, /schedules, /jobs, /events, permalinks) and /static."""
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.state.live_streams = live.StreamLimit()
     for router in (
         routes_auth.router,
         routes_recaps.router,

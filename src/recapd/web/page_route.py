@@ -1,5 +1,6 @@
 """The route class of every page: a missing sign-in becomes a redirect to /login, an AppError
-an HTML page with its message and status, and a changed session is sent back as a cookie."""
+an HTML page with its message and status (URL text no database can store is one), and a changed
+session is sent back as a cookie."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from recapd.api.errors import check_url_text
 from recapd.model.app_error import AppError
 from recapd.web.session import save_session, session_of
 from recapd.web.templating import render
@@ -60,6 +62,8 @@ class PageRoute(APIRoute):
 
         async def page(request: Request) -> Response:
             try:
+                # Path and query text a database cannot store (NUL) is a 400 page, not a 500.
+                await check_url_text(request)
                 response = await handler(request)
             except SignInRequired:
                 back = request.url.path if request.method == "GET" else "/"

@@ -18,7 +18,8 @@ from recapd.model.app_error import AppError
 from recapd.runtime import Runtime
 
 COOKIE_NAME = "recapd_session"
-# A sign-in lasts this long; revoking the token ends it at once.
+# A sign-in lasts this long; revoking its local token ends it at once. A sign-in with a
+# Mattermost token ends sooner (viewer.mattermost_session_ended).
 MAX_AGE_MS = 30 * 24 * 3600 * 1000
 SECRET_NAME = "web_session_secret"
 _SALT = "recapd.web.session"

@@ -30,16 +30,28 @@ DAYS: tuple[tuple[int, str, str], ...] = (
 )
 
 
+def _instant(ms: int, zone: dt.tzinfo) -> dt.datetime | None:
+    """`ms` in `zone`, or None beyond the years 1-9999 there (9999-12-31 is year 10000 east
+    of UTC; admins may post at any time up to 9999-12-31 UTC)."""
+    try:
+        return dt.datetime.fromtimestamp(ms / 1000, zone)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
 def when(ms: int, zone_name: str = "UTC") -> str:
-    """A time for people: `Tue 22 Sep 2026, 09:00 CEST` in `zone_name` (UTC if unknown)."""
+    """A time for people: `Tue 22 Sep 2026, 09:00 CEST` in `zone_name` (UTC if unknown, or
+    if the time has no date there; the raw milliseconds if it has none in UTC either)."""
     if not ms:
         return "—"
     try:
         zone = load_zone(zone_name or "UTC")
     except InvalidZoneError:
         zone = load_zone("UTC")
-    local = dt.datetime.fromtimestamp(ms / 1000, zone)
-    return local.strftime("%a %d %b %Y, %H:%M ") + (local.tzname() or zone.key)
+    local = _instant(ms, zone) or _instant(ms, dt.UTC)
+    if local is None:
+        return f"{ms} ms"
+    return local.strftime("%a %d %b %Y, %H:%M ") + (local.tzname() or str(local.tzinfo))
 
 
 def clock(ms: int, zone_name: str = "UTC") -> str:
@@ -48,8 +60,9 @@ def clock(ms: int, zone_name: str = "UTC") -> str:
 
 
 def iso(ms: int) -> str:
-    """An ISO-8601 UTC instant, for <time datetime=...>."""
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="seconds")
+    """An ISO-8601 UTC instant, for <time datetime=...>; "" when there is no such date."""
+    instant = _instant(ms, dt.UTC)
+    return instant.isoformat(timespec="seconds") if instant else ""
 
 
 def days_label(mask: int) -> str:
@@ -73,6 +86,17 @@ PERIOD_LABELS = {
 def period_label(period: str) -> str:
     """A window (time period) for people."""
     return PERIOD_LABELS.get(period, period or "Since last read, else the latest posts")
+
+
+# Every page: never cached (it is someone's), never framed by another site (clickjacking),
+# and only this site's own scripts, styles and connections (the templates have no inline ones).
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'self'; object-src 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
 
 
 def _environment() -> jinja2.Environment:
@@ -115,4 +139,4 @@ def render(
         notice=session.pop_notice(),
         **context,
     )
-    return HTMLResponse(html, status_code=status_code, headers={"Cache-Control": "no-store"})
+    return HTMLResponse(html, status_code=status_code, headers=PAGE_HEADERS)

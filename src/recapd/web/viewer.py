@@ -77,6 +77,15 @@ async def _load_mattermost_viewer(runtime: Runtime, session: Session) -> Viewer 
     )
 
 
+def mattermost_session_ended(runtime: Runtime, session: Session) -> bool:
+    """True once a Mattermost-token session is older than `mattermost_web_session_hours`.
+
+    The session cannot see the token being revoked (it keeps no token, and the bot's lookup
+    only sees deactivation), so it is kept short instead."""
+    lifetime_ms = runtime.settings.mattermost_web_session_hours * 3_600_000
+    return runtime.recaps.clock.now_ms() - session.issued_at >= lifetime_ms
+
+
 async def viewer_of(request: Request) -> Viewer:
     """The signed-in user; SignInRequired otherwise."""
     session = await session_of(request)
@@ -84,6 +93,14 @@ async def viewer_of(request: Request) -> Viewer:
         raise SignInRequired
     runtime = runtime_of(request)
     if session.token_id == MATTERMOST_SESSION:
+        if mattermost_session_ended(runtime, session):
+            hours = f"{runtime.settings.mattermost_web_session_hours:g}"
+            session.sign_out()
+            session.say(
+                f"Your sign-in with a Mattermost token has ended after {hours} hours; "
+                "sign in again."
+            )
+            raise SignInRequired
         viewer = await _load_mattermost_viewer(runtime, session)
     else:
         viewer = await asyncio.to_thread(_load_viewer, runtime, session)

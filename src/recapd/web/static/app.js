@@ -86,6 +86,16 @@
       if (main.dataset.live === "list") updateList(change);
       else updateRecap(main, change);
     });
+    // Too many pages of this user follow their recaps: the server ended this one's stream.
+    // Reconnecting would end another page's, so this page stops and says so.
+    source.addEventListener("closed", function (ev) {
+      source.close();
+      var notice = document.createElement("p");
+      notice.className = "notice live-stopped";
+      notice.setAttribute("role", "status");
+      notice.textContent = JSON.parse(ev.data).message;
+      main.prepend(notice);
+    });
     window.addEventListener("pagehide", function () { source.close(); });
   }
 

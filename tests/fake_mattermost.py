@@ -22,9 +22,11 @@ What it reproduces, as the Go server does (server/channels/api4, app, store):
   30 s, the post size limit in runes, `GET /config/client` with MaxPostSize as a string;
 - scripted failures (`fail(...)`): 429 with Retry-After (plain-text body, as the rate
   limiter), 502/503/504 from a proxy, for the next N matching requests;
+- changes between requests (`before_request(...)`): e.g. a post deleted while a client pages;
 - custom slash commands: `slash_form(...)` is the form the server POSTs to a command's request
   URL, and its `response_url` (`{SiteURL}/hooks/commands/{id}`, no auth) takes up to 5
-  CommandResponse posts within 30 minutes (`command_responses` keeps them).
+  CommandResponse posts within 30 minutes (`command_responses` keeps them);
+- a SiteURL with a sub-path (`site_url=".../chat"`): requests are served below it too;
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -75,6 +77,17 @@ class Failure:
 
 
 @dataclass
+class Hook:
+    """An action run just before the `nth` request matching method and path is answered."""
+
+    method: str
+    path: re.Pattern[str]
+    nth: int
+    action: Callable[[], None]
+    seen: int = 0
+
+
+@dataclass
 class Recorded:
     """One request the server answered."""
 
@@ -113,6 +126,7 @@ class FakeMattermost:
         self.posts: dict[str, dict[str, Any]] = {}
         self.pending: dict[str, tuple[int, str]] = {}
         self.failures: list[Failure] = []
+        self.hooks: list[Hook] = []
         self.requests: list[Recorded] = []
         self.set_cookie_on_post = True
         # hook id -> (created at, CommandResponse bodies posted to it)
@@ -474,6 +488,14 @@ class FakeMattermost:
                 )
             )
 
+    def before_request(
+        self, method: str, path_regex: str, nth: int, action: Callable[[], None]
+    ) -> None:
+        """Run `action` (under the server's lock) just before the `nth` (1-based) request
+        matching method and path is answered: the server's state changing between calls."""
+        with self.lock:
+            self.hooks.append(Hook(method.upper(), re.compile(path_regex), nth, action))
+
     def slash_form(
         self,
         user_id: str,
@@ -556,6 +578,11 @@ class FakeMattermost:
     def handle(self, req: Recorded, cookies: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
         """Route one request; returns (status, JSON body, extra headers)."""
         with self.lock:
+            for hook in self.hooks:
+                if hook.method == req.method and hook.path.fullmatch(req.path):
+                    hook.seen += 1
+                    if hook.seen == hook.nth:
+                        hook.action()
             caller = self._authenticate(req, cookies)
             for method, pattern, name in _ROUTES:
                 if method != req.method:
@@ -916,6 +943,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         fake = self.server_state
         parts = urlsplit(self.path)
+        path = parts.path
+        # A server under a sub-path (SiteURL https://host/chat) serves everything below it;
+        # the root is served too, as by a proxy that forwards both.
+        prefix = urlsplit(fake.site_url).path.rstrip("/")
+        if prefix and path.startswith(prefix + "/"):
+            path = path[len(prefix) :]
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         try:
@@ -924,7 +957,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = None
         req = Recorded(
             method=self.command,
-            path=parts.path,
+            path=path,
             query={k: v[-1] for k, v in parse_qs(parts.query).items()},
             headers={k.lower(): v for k, v in self.headers.items()},
             body=body,

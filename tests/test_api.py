@@ -5,13 +5,16 @@ metrics."""
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from starlette.types import Message
 
 from recapd.api.app import create_app
+from recapd.api.body_limit import MAX_BODY_BYTES
 from recapd.clock import FakeClock
 from recapd.model.ids import new_id
 from recapd.model.job import JobType
@@ -396,3 +399,95 @@ def test_an_unexpected_failure_is_500_without_details(store: Store) -> None:
 def test_lists_start_empty(store: Store, path: str) -> None:
     api = make_api(store)
     assert api.call("GET", path).json() == []
+
+
+TOO_LARGE = "api.context.request_body_too_large.app_error"
+
+
+def _asgi_post(
+    api: Api, path: str, chunks: list[bytes], headers: list[tuple[bytes, bytes]]
+) -> tuple[int, dict[str, Any], int]:
+    """POST a body in `chunks` straight to the ASGI app, as a server receiving a chunked body
+    passes it on (one http.request message per chunk); (status, JSON body, chunks read)."""
+    app = create_app(api.rt)
+    token = api.tokens["alice"].encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"recapd.test"),
+            (b"authorization", b"Bearer " + token),
+            (b"transfer-encoding", b"chunked"),
+            *headers,
+        ],
+        "client": ("127.0.0.1", 5000),
+        "server": ("recapd.test", 80),
+    }
+    read = 0
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        nonlocal read
+        if read < len(chunks):
+            read += 1
+            return {"type": "http.request", "body": chunks[read - 1], "more_body": True}
+        if read == len(chunks):
+            read += 1
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.Event().wait()  # no disconnect: the app must not wait for one
+        raise AssertionError("unreachable")
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), 30))
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return status, json.loads(body), read
+
+
+def test_request_bodies_beyond_the_limit_are_413(store: Store) -> None:
+    api = make_api(store)
+    dev = api.channel("dev")
+    before = store.workspace.count_posts(dev)
+    big = b'{"channel_id": "' + dev.encode() + b'", "message": "' + b"x" * MAX_BODY_BYTES + b'"}'
+    # Said by Content-Length: refused before the body is read.
+    declared = api.call("POST", "/posts", content=big, headers={"Content-Type": "application/json"})
+    assert "content-length" in {k.lower() for k in declared.request.headers}
+    assert_error(declared, 413, TOO_LARGE)
+
+    # Chunked, without Content-Length: counted as it arrives.
+    def stream() -> Any:
+        step = 1 << 20
+        for i in range(0, len(big), step):
+            yield big[i : i + step]
+
+    chunked = api.call(
+        "POST", "/posts", content=stream(), headers={"Content-Type": "application/json"}
+    )
+    assert "content-length" not in {k.lower() for k in chunked.request.headers}
+    assert_error(chunked, 413, TOO_LARGE)
+
+    # Many small chunks, as a server hands them on: reading stops at the limit.
+    piece = 64 * 1024
+    huge = big + b" " * MAX_BODY_BYTES
+    chunks = [huge[i : i + piece] for i in range(0, len(huge), piece)]
+    ctype = [(b"content-type", b"application/json")]
+    status, body, read = _asgi_post(api, "/api/v4/posts", chunks, ctype)
+    assert (status, body["id"], body["status_code"]) == (413, TOO_LARGE, 413)
+    assert len(body["request_id"]) == 26
+    assert read == MAX_BODY_BYTES // piece + 1 < len(chunks)
+    assert store.workspace.count_posts(dev) == before
+
+    # Below the limit, a chunked body is handed on whole.
+    small = json.dumps({"channel_id": dev, "message": "in pieces"}).encode()
+    status, body, _ = _asgi_post(api, "/api/v4/posts", [small[:10], small[10:]], ctype)
+    assert (status, body["message"]) == (201, "in pieces")
+    assert store.workspace.count_posts(dev) == before + 1

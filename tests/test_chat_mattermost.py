@@ -117,11 +117,12 @@ def test_window_paging_across_many_pages(mm: FakeMattermost, clock: FakeClock) -
     assert got == ids[100:1400]  # oldest first, none twice, none missing
     calls = mm.calls("GET", f"/api/v4/channels/{w.dev}/posts")
     assert all(int(c.query["per_page"]) == 200 and "since" not in c.query for c in calls)
-    # The newest page, then pages of before=<newest> until one reaches past the window start
-    # (page 6 holds posts 298..99).
+    # The newest page, then pages of before=<the previous page's oldest post but one>, always
+    # page 0 (the oldest post's millisecond is read again, as others may share it), until one
+    # reaches past the window start (the last holds posts 106..0).
     assert len(calls) == 1 + 7
-    assert {c.query.get("before") for c in calls[1:]} == {ids[-1]}
-    assert [c.query["page"] for c in calls[1:]] == [str(i) for i in range(7)]
+    assert [c.query.get("before") for c in calls[1:]] == [ids[1301 - 199 * k] for k in range(7)]
+    assert {c.query["page"] for c in calls} == {"0"}
 
     # The trap the paging avoids: `since` returns posts *updated* after, 1,000 at most.
     with httpx.Client(base_url=mm.url) as raw:
@@ -157,6 +158,46 @@ def test_posts_arriving_while_paging_do_not_shift_pages(
 
     mm.channel_posts = with_new_posts  # type: ignore[method-assign]
     assert run(window()) == ids
+
+
+@pytest.mark.parametrize("deleted", [500, 300, 120, 0])
+def test_a_post_deleted_while_paging_loses_no_live_post(
+    mm: FakeMattermost, clock: FakeClock, deleted: int
+) -> None:
+    # Mattermost's `before` query pages by offset over the live posts, so with offset paging
+    # a deletion behind the cursor shifts every later page by one and a post is never read.
+    w = World(mm)
+    ids = [mm.add_post(w.dev, w.bob, f"m{i}", create_at=T0 + i * MIN) for i in range(650)]
+    path = f"/api/v4/channels/{w.dev}/posts"
+    mm.before_request("GET", path, 3, lambda: mm.delete_post(ids[deleted], T0 + 900 * MIN))
+    source = MattermostChatSource(client_for(mm, mm.token_for(w.admin), clock), clock)
+
+    async def window() -> list[str]:
+        return [p.id async for p in source.iter_posts(w.dev, T0, T0 + 1000 * MIN)]
+
+    got = run(window())
+    # The deleted post may have been read before it went; every other post is there, once.
+    assert [i for i in got if i != ids[deleted]] == [i for i in ids if i != ids[deleted]]
+    assert len(got) == len(set(got))
+    assert len(mm.calls("GET", path)) == 4
+
+
+def test_paging_over_posts_sharing_a_millisecond(mm: FakeMattermost, clock: FakeClock) -> None:
+    # `before` is a strict CreateAt comparison: a page ending inside a millisecond must not
+    # skip that millisecond's other posts, and a millisecond holding more than a page of
+    # posts must still be read through.
+    w = World(mm)
+    times = [0, 1, 1, 1, 2, 2, 3] + [4] * 12 + [5, 6, 6, 7] + [8] * 3
+    ids = [mm.add_post(w.dev, w.bob, f"m{i}", create_at=T0 + t) for i, t in enumerate(times)]
+    source = MattermostChatSource(client_for(mm, mm.token_for(w.admin), clock), clock)
+
+    async def window(size: int) -> list[str]:
+        return [p.id async for p in source.iter_posts(w.dev, T0, T0 + MIN, page_size=size)]
+
+    expected = [p["id"] for p in mm.posts_in(w.dev)]
+    assert sorted(expected) == sorted(ids)
+    for size in (1, 2, 3, 4, 5, 7, 200):
+        assert run(window(size)) == expected, size
 
 
 def test_threads_kept_together_and_roots_fetched(mm: FakeMattermost, clock: FakeClock) -> None:
@@ -360,6 +401,42 @@ def test_502_to_504_retried_for_idempotent_calls_only(mm: FakeMattermost, clock:
     with pytest.raises(AppError):
         run(client.post("/posts", {"channel_id": dm, "message": "once"}))
     assert len(mm.calls("POST", "/api/v4/posts")) == 1
+
+
+def test_long_pauses_asked_with_a_5xx_are_not_waited_for(
+    mm: FakeMattermost, clock: FakeClock
+) -> None:
+    w = World(mm)
+    sleeps = Sleeps(clock)
+    client = client_for(mm, mm.token_for(w.bot), clock, sleeps, max_retries=3)
+    path = f"/api/v4/channels/{w.dev}"
+    # A day of maintenance, or a reset time given as a Unix time: unavailable at once.
+    for headers in (
+        {"Retry-After": "86400"},
+        {"X-RateLimit-Reset": str(clock.now_ms() // 1000 + 3600)},
+        {"X-RateLimit-Reset": str(10**12)},
+    ):
+        mm.fail("GET", path, 503, headers=headers)
+        with pytest.raises(AppError) as err:
+            run(client.get(f"/channels/{w.dev}"))
+        assert (err.value.id, err.value.status_code) == (
+            "chat.mattermost.server_error.app_error",
+            502,
+        )
+    assert sleeps.waits == []
+    # A short pause is honoured, and a reset time (Unix seconds) is counted from the clock.
+    mm.fail("GET", path, 503, headers={"Retry-After": "5"})
+    mm.fail("GET", path, 502, headers={"X-RateLimit-Reset": str(clock.now_ms() // 1000 + 13)})
+    mm.fail("GET", path, 429, headers={"X-RateLimit-Reset": str(clock.now_ms() // 1000 + 40)})
+    assert run(client.get(f"/channels/{w.dev}"))["id"] == w.dev
+    assert sleeps.waits[0] == 5.0
+    assert 7.0 <= sleeps.waits[1] <= 8.0  # 13 s after a clock already moved by 5
+    assert 27.0 <= sleeps.waits[2] <= 28.0
+    # A reset time already past asks for no wait (not one of 1.8e9 s, refused as too long).
+    mm.fail("GET", path, 429, headers={"X-RateLimit-Reset": str(clock.now_ms() // 1000 - 2)})
+    assert run(client.get(f"/channels/{w.dev}"))["id"] == w.dev
+    assert sleeps.waits[3:] == [0.0]
+    assert all(s <= 120.0 for s in sleeps.waits)
 
 
 def test_timeouts(mm: FakeMattermost, clock: FakeClock) -> None:

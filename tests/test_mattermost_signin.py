@@ -185,6 +185,34 @@ def test_a_bad_token_is_rejected_with_the_usual_error(
     w.run(after)
 
 
+def test_tokens_that_cannot_be_tokens_are_refused_without_asking_mattermost(
+    store: Store, mm: FakeMattermost, clock: FakeClock
+) -> None:
+    w = MattermostWorld(store, mm, clock)
+    bad_tokens: list[bytes] = [
+        "tökén-ünïcode".encode(),  # sent as UTF-8, read as Latin-1 by the server
+        "Ω".encode() * 20,
+        b"abc\xff\xfe",
+        b"tab\tinside",
+        b"a" * 201,
+        b"x" * 100_000,
+    ]
+
+    async def main() -> None:
+        async with w.api() as api:
+            for token in bad_tokens:
+                headers = {b"Authorization": b"Bearer " + token}
+                resp = await api.get("/api/v4/recaps", headers=headers)
+                assert_app_error(resp, 401, "api.context.session_expired.app_error")
+            # 200 printable ASCII characters is still a token worth asking about.
+            resp = await api.get("/api/v4/recaps", headers=w.auth("y" * 200))
+            assert_app_error(resp, 401, "api.context.session_expired.app_error")
+
+    w.run(main)
+    asked = [r.headers.get("authorization", "") for r in mm.calls("GET", "/api/v4/users/me")]
+    assert asked == ["Bearer " + "y" * 200]
+
+
 def test_the_answer_is_cached_for_a_minute_by_token_hash(
     store: Store, mm: FakeMattermost, clock: FakeClock
 ) -> None:
@@ -332,6 +360,13 @@ def test_the_web_pages_sign_in_with_a_mattermost_token(
         async with w.api() as web:
             bad = await sign_in(web, "x" * 26)
             assert bad.status_code == 400 and "not valid" in bad.text
+            for odd in ("tökén", "z" * 201):
+                bad = await sign_in(web, odd)
+                assert bad.status_code == 400 and "not valid" in bad.text
+            assert [r.headers["authorization"] for r in w.me_calls("x" * 26)] == [
+                "Bearer " + "x" * 26
+            ]
+            assert len(mm.calls("GET", "/api/v4/users/me")) == 1
             ok = await sign_in(web, w.tokens["alice"])
             assert ok.status_code == 303, ok.text
             home = await web.get("/")

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -375,5 +376,78 @@ def test_notes_go_only_to_the_mattermost_server(
         (recap,) = store.recaps.list_for_user(w.alice)
         assert recap.channel_ids == [w.dev]
         assert not w.rt.slash._tasks
+
+    run_slash(w, body)
+
+
+def test_a_mattermost_server_under_a_sub_path_gets_its_notes(
+    store: Store, mm: FakeMattermost, clock: FakeClock
+) -> None:
+    mm.site_url_override = mm.url + "/chat"
+    w = MattermostWorld(store, mm, clock, mattermost_url=mm.url + "/chat")
+    mm.add_post(w.dev, w.bob, "Lunch moved to noon.", create_at=T0 - HOUR)
+
+    async def body(slash: Slash) -> None:
+        answer = await slash("now")
+        assert slash.last_form["response_url"].startswith(mm.url + "/chat/hooks/commands/")
+        assert "note here" in answer
+        await w.run_jobs(JobType.RECAP)
+        await wait_until(lambda: bool(slash.notes()), timeout=10)
+        assert "is ready" in slash.notes()[0]["text"]
+        # The same server's hooks outside its sub-path are not its command hooks.
+        outside = mm.url + "/hooks/commands/" + "a" * 26
+        resp = await slash.send("now", response_url=outside)
+        assert "note here" not in resp.json()["text"]
+
+    run_slash(w, body)
+
+
+def test_a_slow_site_url_lookup_counts_within_the_answer_budget(
+    store: Store, mm: FakeMattermost, clock: FakeClock
+) -> None:
+    # The response URL is on the SiteURL (another name for the server than recapd's
+    # configured URL), so checking it asks the server, which takes 3 s (real time).
+    mm.site_url_override = mm.url.replace("127.0.0.1", "localhost")
+    w = MattermostWorld(store, mm, clock)
+    mm.add_post(w.dev, w.bob, "Lunch moved to noon.", create_at=T0 - HOUR)
+    mm.fail("GET", "/api/v4/config/client", 0, delay_s=3.0)
+
+    async def body(slash: Slash) -> None:
+        answer = await slash("now")  # within Mattermost's 3 s
+        assert "Working on it" in answer, answer
+        await wait_until(lambda: bool(slash.notes()), timeout=10)
+        assert "Recap of ~dev" in slash.notes()[0]["text"]  # the command's answer
+        await w.run_jobs(JobType.RECAP)
+        await wait_until(lambda: len(slash.notes()) == 2, timeout=10)
+        assert "is ready" in slash.notes()[1]["text"]
+
+    run_slash(w, body)
+
+
+def test_a_command_body_beyond_64_kib_is_refused_even_when_chunked(
+    store: Store, mm: FakeMattermost, clock: FakeClock
+) -> None:
+    w = MattermostWorld(store, mm, clock)
+
+    def chunked(text: str) -> tuple[Any, dict[str, str]]:
+        data = urlencode(mm.slash_form(w.alice, w.dev, text, token=SLASH_TOKEN)).encode()
+
+        async def pieces() -> AsyncIterator[bytes]:
+            for i in range(0, len(data), 4096):
+                yield data[i : i + 4096]
+
+        return pieces(), {"Content-Type": "application/x-www-form-urlencoded"}
+
+    async def body(slash: Slash) -> None:
+        content, headers = chunked("now " + "~dev " * 14_000)
+        resp = await slash.api.post("/api/v4/slash/recap", content=content, headers=headers)
+        assert "content-length" not in {k.lower() for k in resp.request.headers}
+        assert resp.status_code == 413, resp.text
+        assert resp.json()["id"] == "api.context.request_body_too_large.app_error"
+        assert store.recaps.list_for_user(w.alice) == []
+        # A command of a usual size, chunked all the same, is run.
+        content, headers = chunked("list")
+        resp = await slash.api.post("/api/v4/slash/recap", content=content, headers=headers)
+        assert resp.status_code == 200 and "no scheduled recaps" in resp.json()["text"]
 
     run_slash(w, body)

@@ -386,6 +386,13 @@ class Settings(BaseSettings):
     mattermost_signin_cache_seconds: float = Field(
         60.0, ge=0, le=3600, allow_inf_nan=False, description="How long a checked token counts."
     )
+    mattermost_web_session_hours: float = Field(
+        12.0,
+        gt=0,
+        le=720,
+        allow_inf_nan=False,
+        description="A web sign-in with a Mattermost token ends this long after it began.",
+    )
 
     @field_validator("agents")
     @classmethod

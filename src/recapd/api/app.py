@@ -15,6 +15,7 @@ from recapd.api import (
     routes_system,
     routes_users,
 )
+from recapd.api.body_limit import BodyLimitMiddleware
 from recapd.api.request_log import RequestLogMiddleware
 from recapd.runtime import Runtime
 
@@ -27,6 +28,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.job_counts = metrics.CachedJobCounts(
         runtime.store.jobs.count_by_type_and_status, runtime.jobs.clock
     )
+    app.add_middleware(BodyLimitMiddleware)  # inside the request-id middleware: 413s carry it
     errors.install(app)
     app.add_middleware(RequestLogMiddleware)  # outermost: one line per request
     app.include_router(routes_recaps.router)

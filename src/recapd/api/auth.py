@@ -1,5 +1,6 @@
 """Authentication: `Authorization: Bearer <token>` -> the user's id (app/sign_in.py: a local
-personal access token, or a Mattermost token when recapd reads a Mattermost server)."""
+personal access token, or a Mattermost token when recapd reads a Mattermost server; what cannot
+be a token, not 1-200 printable ASCII characters, is refused there without a lookup)."""
 
 from __future__ import annotations
 

@@ -24,9 +24,6 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/v4/slash", tags=["slash"])
 
-# Mattermost caps a command's text well below this; anything larger is not a command.
-MAX_FORM_BYTES = 64 * 1024
-
 _FORM_DOC: dict[str, Any] = {
     "requestBody": {
         "content": {
@@ -72,9 +69,7 @@ def token_matches(given: str, expected: str) -> bool:
 async def recap_command(request: Request) -> JSONResponse:
     """Run a `/recap` command as the Mattermost user who typed it; an ephemeral answer."""
     rt = runtime_of(request)
-    length = request.headers.get("content-length", "0")
-    if not length.isdigit() or int(length) > MAX_FORM_BYTES:
-        return _ephemeral("The command is too long.", 400)
+    # The form's size is capped (64 KiB, counted as received) by api/body_limit.py.
     try:
         form = await request.form()
     except Exception:  # an unreadable body is bad input, whatever the parser raised

@@ -1,7 +1,8 @@
 """Who a token belongs to: a local personal access token, or (with `chat = "mattermost"`) a
 Mattermost personal access token or session token checked with `GET /api/v4/users/me`.
 
-The API (`api/auth.py`) and the web sign-in use this one lookup. Mattermost answers are cached
+The API (`api/auth.py`) and the web sign-in use this one lookup, which refuses at once what
+cannot be a token (not 1-200 printable ASCII characters). Mattermost answers are cached
 for `mattermost_signin_cache_seconds` (injected clock), keyed by the token's SHA-256, never the
 token itself, so a client sending its token with every request costs one call a minute, and a
 revoked Mattermost token stops working within that time. Refused tokens are cached the same way,
@@ -24,6 +25,8 @@ from recapd.store.store import Store
 
 # Bounds the cache whatever stream of distinct tokens arrives.
 MAX_CACHED_TOKENS = 10_000
+# Tokens are 26 (Mattermost) or 43 (local) characters; anything this long is no token.
+MAX_TOKEN_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,12 @@ class Identity:
 def token_key(token: str) -> str:
     """The cache key of a token: its SHA-256 (the token itself is never kept)."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def is_token_shaped(token: str) -> bool:
+    """Whether `token` could be a token at all: 1-200 printable ASCII characters, no spaces
+    (others could not be sent on to Mattermost in a header, and are nobody's token)."""
+    return 0 < len(token) <= MAX_TOKEN_CHARS and all("!" <= c <= "~" for c in token)
 
 
 class Authenticator:
@@ -66,8 +75,11 @@ class Authenticator:
     async def authenticate(self, token: str) -> Identity | None:
         """The token's user: a live local personal access token first, then Mattermost.
 
-        Raises AppError (502) only when Mattermost cannot be asked; a refused token is None.
+        Raises AppError (502) only when Mattermost cannot be asked; a refused token is None,
+        as is one that is not token-shaped (not looked up nor sent anywhere).
         """
+        if not is_token_shaped(token):
+            return None
         now = self.clock.now_ms()
         user_id = await asyncio.to_thread(self.store.tokens.lookup, token, now)
         if user_id is not None:

@@ -158,22 +158,33 @@ class SlashCommands:
     # -- answering within the limit ------------------------------------------------------------
 
     async def respond(self, req: SlashRequest) -> SlashReply:
-        """The answer to send back now; a slow command answers later via the response URL."""
-        response_url = await self._checked_response_url(req.response_url)
-        req = dataclasses.replace(req, response_url=response_url)
-        work = asyncio.ensure_future(self.handle(req))
+        """The answer to send back now; a slow command answers later via the response URL.
+
+        The budget covers everything, checking the response URL too (which may ask a slow
+        Mattermost server for its SiteURL)."""
+        check = asyncio.ensure_future(self._checked_response_url(req.response_url))
+
+        async def run() -> SlashReply:
+            url = await check
+            return await self.handle(dataclasses.replace(req, response_url=url))
+
+        work = asyncio.ensure_future(run())
         done, _ = await asyncio.wait({work}, timeout=ANSWER_BUDGET_S)
         if done:
             return work.result()
-        if not response_url:
-            work.add_done_callback(_log_failure)
-            return SlashReply("Still working on it; check `/recap list` in a moment.")
 
         async def answer_later() -> None:
             reply = await work
-            await self.post_response(response_url, reply)
+            if check.result():
+                await self.post_response(check.result(), reply)
 
         self._spawn(answer_later())
+        if not check.done():
+            return SlashReply(
+                "Working on it; the answer follows here, or see `/recap list` in a moment."
+            )
+        if not check.result():
+            return SlashReply("Still working on it; check `/recap list` in a moment.")
         return SlashReply("Working on it; the answer follows here.")
 
     async def handle(self, req: SlashRequest) -> SlashReply:
@@ -355,18 +366,18 @@ class SlashCommands:
     # -- the note on the response URL ----------------------------------------------------------
 
     async def _checked_response_url(self, url: str) -> str:
-        """The response URL when it points at the Mattermost server, else "" (no note):
-        recapd only ever POSTs to the server that sent the command."""
+        """The response URL when it is a command hook of the Mattermost server (its configured
+        URL or its SiteURL, either perhaps under a sub-path), else "" (no note): recapd only
+        ever POSTs to the server that sent the command."""
         if not url:
             return ""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.path.startswith("/hooks/commands/"):
-            return ""
-        allowed = {_origin(self.settings.mattermost_url)}
+        if _is_hook_of(url, self.settings.mattermost_url):
+            return url
         if isinstance(self.chat, MattermostChatSource):
             with contextlib.suppress(AppError):  # the configured URL still counts
-                allowed.add(_origin(await self.chat.site_url()))
-        return url if _origin(url) in allowed else ""
+                if _is_hook_of(url, await self.chat.site_url()):
+                    return url
+        return ""
 
     def _watch(self, response_url: str, load: Callable[[], Awaitable[Recap | None]]) -> None:
         """Post a note to the response URL once the recap `load` returns has finished."""
@@ -511,6 +522,19 @@ def _local(ms: int, zone: str) -> str:
 def _origin(url: str) -> str:
     parts = urlsplit(url.strip())
     return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def _is_hook_of(url: str, server_url: str) -> bool:
+    """Whether `url` is `{server_url}/hooks/commands/{id}` (same origin and path prefix)."""
+    parts, server = urlsplit(url.strip()), urlsplit(server_url.strip())
+    if parts.scheme not in ("http", "https") or not server_url.strip():
+        return False
+    prefix = server.path.rstrip("/") + "/hooks/commands/"
+    return (
+        _origin(url) == _origin(server_url)
+        and parts.path.startswith(prefix)
+        and len(parts.path) > len(prefix)
+    )
 
 
 def _app_error_text(err: AppError) -> str:

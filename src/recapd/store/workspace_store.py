@@ -99,6 +99,18 @@ def _add_post_error(reason: str, message: str, detail: str, status: int = 400) -
     )
 
 
+def _no_permission_to_post(post: Post) -> AppError:
+    """Mattermost's answer to posting where one may not (create_post), word for word: the
+    same for a missing channel and one the user is not a member of."""
+    return AppError(
+        "api.context.permissions.app_error",
+        "You do not have the appropriate permissions.",
+        detailed_error=f"userId={post.user_id}, channelId={post.channel_id}, "
+        "permission=create_post",
+        status_code=403,
+    )
+
+
 def _row_to_user(row: sa.Row[Any]) -> User:
     m = row._mapping
     return User(**{f: m[f] for f in _USER_FIELDS})
@@ -567,7 +579,8 @@ class WorkspaceStore:
         """Insert one new post written by a member of a live channel (the ingest path).
 
         A reply's root must be a live root post of the same channel. Errors are AppErrors with
-        ids `store.sql_workspace.add_post.<reason>.app_error`.
+        ids `store.sql_workspace.add_post.<reason>.app_error`, except Mattermost's 403
+        `api.context.permissions.app_error`, alike for a missing channel and a non-member.
         """
         for name in ("id", "channel_id", "user_id"):
             if not is_valid_id(getattr(post, name)):
@@ -585,17 +598,12 @@ class WorkspaceStore:
             ch = c.execute(
                 sa.select(channels.c.delete_at).where(channels.c.id == post.channel_id)
             ).first()
-            if ch is None:
-                raise _add_post_error("channel_not_found", "channel not found", detail, 404)
+            # A missing channel answers as one the user is not in, so posting cannot tell
+            # which channels exist; only a member learns that a channel is archived.
+            if ch is None or not self.is_member(post.channel_id, post.user_id, conn=c):
+                raise _no_permission_to_post(post)
             if ch.delete_at:
                 raise _add_post_error("channel_archived", "channel is archived", detail)
-            if not self.is_member(post.channel_id, post.user_id, conn=c):
-                raise _add_post_error(
-                    "not_member",
-                    "user is not a member of the channel",
-                    f"{detail} user_id={post.user_id}",
-                    403,
-                )
             if post.root_id:
                 self._check_root(c, post)
             ins = (

@@ -3,14 +3,17 @@
 Every request carries `Authorization: Bearer <token>`; no cookie is ever kept (Mattermost
 prefers its MMAUTHTOKEN cookie over the header and then demands a CSRF header, so a client that
 kept the cookie it is sent after creating a post gets 401 on every later POST). A 429 is
-retried after its Retry-After; idempotent calls are retried on 502-504 and transport errors
-with exponential backoff; every call has a timeout. Time is injected (clock and sleep).
+retried after its Retry-After; idempotent calls are retried on 502-504 (after their
+Retry-After, if any) and transport errors with exponential backoff; a pause asked for beyond
+MAX_RETRY_AFTER_S is not waited for. Every call has a timeout. Time is injected (clock and
+sleep).
 """
 
 from __future__ import annotations
 
 import asyncio
 import http.cookiejar
+import math
 import random
 import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
@@ -33,6 +36,8 @@ DEFAULT_MAX_POST_SIZE = 16_383
 MIN_MAX_POST_SIZE = 200
 # A server asking for a longer pause than this is treated as unavailable, not waited for.
 MAX_RETRY_AFTER_S = 120.0
+# An X-RateLimit-Reset this large (2001-09-09 as Unix seconds) is a time, not a delay.
+EPOCH_RESET_MIN_S = 1e9
 
 
 class _NoCookies(http.cookiejar.DefaultCookiePolicy):
@@ -186,9 +191,12 @@ class MattermostClient:
                 and idempotent
                 and attempt < self.options.max_retries
             ):
-                attempt += 1
-                await self._sleep(self._retry_after_s(resp) or self._backoff_s(attempt))
-                continue
+                asked = self._retry_after_s(resp)
+                # A server down for longer than recapd waits is unavailable now (as for 429).
+                if asked is None or asked <= MAX_RETRY_AFTER_S:
+                    attempt += 1
+                    await self._sleep(asked or self._backoff_s(attempt))
+                    continue
             return _decode(method, path, resp)
 
     def _backoff_s(self, attempt: int) -> float:
@@ -201,12 +209,19 @@ class MattermostClient:
         asked = retry_after_seconds(resp.headers.get("Retry-After"), self._clock.now_ms() / 1000)
         if asked is not None:
             return asked
-        # Mattermost's own rate limiter sends X-RateLimit-Reset: seconds until the next token.
-        reset = resp.headers.get("X-RateLimit-Reset", "").strip()
+        # Mattermost's own rate limiter sends X-RateLimit-Reset: seconds until the next token;
+        # other limiters send the time of the reset (Unix seconds).
+        fallback = 1.0 if resp.status_code == 429 else None
         try:
-            return max(0.0, float(reset)) if reset else 1.0 if resp.status_code == 429 else None
+            reset = float(resp.headers.get("X-RateLimit-Reset", "").strip())
         except ValueError:
-            return 1.0 if resp.status_code == 429 else None
+            return fallback
+        if not math.isfinite(reset):
+            return fallback
+        now_s = self._clock.now_ms() / 1000
+        if reset > now_s or reset >= EPOCH_RESET_MIN_S:
+            reset -= now_s
+        return max(0.0, reset)
 
 
 def parse_max_post_size(config: Mapping[str, Any]) -> int:

@@ -332,45 +332,47 @@ class MattermostChatSource:
     async def _walk(self, channel_id: str, per_page: int) -> AsyncIterator[dict[str, Any]]:
         """The channel's posts newest first, every one once.
 
-        The first page is the newest; the rest are pages of `before=<its newest post>`, so
-        posts arriving meanwhile shift nothing and only the newest post's timestamp is a
-        boundary (the server's `before` is a strict CreateAt comparison).
+        The first page is the newest; each later one is `before=<an old post of the page
+        before>` at page 0 (keyset paging): the server's `before` pages by offset over the
+        live posts, so offsets past a post deleted meanwhile would skip one, and posts arriving
+        meanwhile are newer than every anchor. `before` is a strict CreateAt comparison, so the
+        anchor is the oldest post of the page newer than the page's last millisecond (that
+        millisecond comes again and repeats are dropped by id); only a page all in one
+        millisecond moves on by `page` from the same anchor.
         """
         path = f"/channels/{channel_id}/posts"
         per_page = max(1, min(MAX_PER_PAGE, per_page))
         base = {"per_page": per_page, "skipFetchThreads": True, "collapsedThreads": False}
         seen: set[str] = set()
-        first = await self.client.get(path, {**base, "page": 0})
-        order: list[str] = first.get("order") or []
-        posts: dict[str, dict[str, Any]] = first.get("posts") or {}
-        for pid in order:
-            if pid in posts and pid not in seen:
-                seen.add(pid)
-                yield posts[pid]
-        if len(order) < per_page or not first.get("prev_post_id"):
-            return
-        anchor = order[0]
-        page = 0
+        params: dict[str, Any] = {**base, "page": 0}
+        anchor, page = "", 0
         while True:
-            data = await self.client.get(path, {**base, "before": anchor, "page": page})
-            order = data.get("order") or []
-            posts = data.get("posts") or {}
+            data = await self.client.get(path, params)
+            order: list[str] = data.get("order") or []
+            posts: dict[str, dict[str, Any]] = data.get("posts") or {}
             new = 0
             for pid in order:
                 if pid in posts and pid not in seen:
                     seen.add(pid)
                     new += 1
                     yield posts[pid]
-            if len(order) < per_page or new == 0:
+            if len(order) < per_page or new == 0 or not data.get("prev_post_id"):
                 return
-            page += 1
+            listed = [posts[pid] for pid in order if pid in posts]
+            oldest = min(int(p.get("create_at", 0)) for p in listed)
+            newer = [p["id"] for p in listed if int(p.get("create_at", 0)) > oldest]
+            if newer:
+                anchor, page = newer[-1], 0
+            else:
+                page += 1
+            params = {**base, "page": page, **({"before": anchor} if anchor else {})}
 
     async def iter_posts(
         self, channel_id: str, since_ms: int, until_ms: int, page_size: int = 200
     ) -> AsyncIterator[Post]:
         """Conversation posts created in [since_ms, until_ms), oldest first.
 
-        Paged backwards from the newest with `before`/`page` (never `since`, which returns
+        Paged backwards from the newest with `before` (never `since`, which returns
         posts *updated* after a time, at most 1,000): deleted and system posts are left out,
         edited posts carry their current text.
         """

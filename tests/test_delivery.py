@@ -15,7 +15,7 @@ import pytest
 from recapd.app.recovery import StuckRecapRecovery
 from recapd.chat.mattermost.client import ClientOptions, MattermostClient
 from recapd.clock import FakeClock
-from recapd.delivery.local_dm import LocalDirectMessenger, derived_id, direct_channel_name
+from recapd.delivery.local_dm import LocalDirectMessenger, direct_channel_name
 from recapd.delivery.markdown import Flavor, render_message, split_message, truncate_message
 from recapd.delivery.mattermost_dm import MattermostDirectMessenger
 from recapd.delivery.webhook import (
@@ -29,7 +29,7 @@ from recapd.jobs.recap_delivery.worker import make_worker as make_delivery_worke
 from recapd.jobs.worker import WorkerPool
 from recapd.model.app_error import AppError
 from recapd.model.chat import Channel, ChannelMember, ChannelType, Post
-from recapd.model.ids import is_valid_id
+from recapd.model.ids import is_valid_id, stable_id
 from recapd.model.job import Job, JobStatus, JobType
 from recapd.model.recap import ActionItem, Highlight, Recap, RecapChannel, RecapStatus
 from recapd.runtime import Runtime
@@ -475,8 +475,8 @@ def test_split_and_truncate_keep_every_character_within_the_limit() -> None:
 
 
 def test_derived_ids_are_valid_and_stable() -> None:
-    a = derived_id("dm", "key", "0")
-    assert is_valid_id(a) and a == derived_id("dm", "key", "0") != derived_id("dm", "key", "1")
+    a = stable_id("dm", "key", "0")
+    assert is_valid_id(a) and a == stable_id("dm", "key", "0") != stable_id("dm", "key", "1")
     assert direct_channel_name("b" * 26, "a" * 26) == f"{'a' * 26}__{'b' * 26}"
 
 
@@ -484,10 +484,10 @@ def test_a_direct_message_from_a_person_still_counts_as_unread(store: Store) -> 
     h = Harness(store)
     bob = h.ws.users["bob"]
     name = direct_channel_name(bob.id, h.alice.id)
-    dm = Channel(id=derived_id("t", name), team_id="", name=name, type=ChannelType.DIRECT)
+    dm = Channel(id=stable_id("t", name), team_id="", name=name, type=ChannelType.DIRECT)
     store.workspace.upsert_channels([dm])
     store.workspace.upsert_members([ChannelMember(dm.id, bob.id), ChannelMember(dm.id, h.alice.id)])
-    post = Post(id=derived_id("p"), channel_id=dm.id, user_id=bob.id, message="hi", create_at=T0)
+    post = Post(id=stable_id("p"), channel_id=dm.id, user_id=bob.id, message="hi", create_at=T0)
     store.workspace.add_post(post)
     assert dm.id in {c.id for c in store.workspace.unread_channels(h.alice.id)}
 

@@ -22,9 +22,8 @@ from recapd.chat.importers import (
     import_slack,
 )
 from recapd.chat.importers import common as importers_common
-from recapd.chat.importers.common import stable_id
 from recapd.model.chat import ChannelType, Post
-from recapd.model.ids import is_valid_id
+from recapd.model.ids import is_valid_id, stable_id
 from recapd.store.store import Store
 from recapd.store.tables import channel_members, channels, posts, reactions, teams, users
 from recapd.store.workspace_store import UpsertCounts

@@ -4,28 +4,17 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 
 from recapd.clock import Clock
 from recapd.delivery.markdown import split_message
 from recapd.model.app_error import AppError
 from recapd.model.chat import Channel, ChannelMember, ChannelType, Post, User
-from recapd.model.ids import is_valid_id
+from recapd.model.ids import is_valid_id, stable_id
 from recapd.store.store import Store
 from recapd.store.workspace_store import POST_MESSAGE_MAX_RUNES
 
 log = logging.getLogger(__name__)
-
-_ALPHABET = "ybndrfg8ejkmcpqxot1uwisza345h769"  # Mattermost's id alphabet (model/ids.py)
-
-
-def derived_id(*parts: str) -> str:
-    """A 26-character id computed from `parts`: the same parts always give the same id, so
-    concurrent or repeated creators of one thing write one row."""
-    digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
-    bits = int.from_bytes(digest[:17], "big")  # 130 bits = 26 characters of 5 bits
-    return "".join(_ALPHABET[(bits >> (5 * i)) & 31] for i in range(25, -1, -1))
 
 
 def direct_channel_name(user_a: str, user_b: str) -> str:
@@ -55,7 +44,7 @@ class LocalDirectMessenger:
             if exc.status_code != 404:
                 raise
         bot = User(
-            id=derived_id("bot", self.bot_username),
+            id=stable_id("bot", self.bot_username),
             username=self.bot_username,
             display_name="Recap Bot",
             is_bot=True,
@@ -76,7 +65,7 @@ class LocalDirectMessenger:
             if exc.status_code != 404:
                 raise
             channel = Channel(
-                id=derived_id("direct", name),
+                id=stable_id("direct", name),
                 team_id="",
                 name=name,
                 type=ChannelType.DIRECT,
@@ -108,7 +97,7 @@ class LocalDirectMessenger:
         bot = self.ensure_bot()
         channel = self.ensure_direct_channel(bot, user_id)
         parts = split_message(message, POST_MESSAGE_MAX_RUNES)
-        ids = [derived_id("dm", key, str(i)) for i in range(len(parts))]
+        ids = [stable_id("dm", key, str(i)) for i in range(len(parts))]
         now = self.clock.now_ms()
         with self.store.transaction() as conn:
             if ws.get_posts(ids[:1], include_deleted=True, conn=conn):

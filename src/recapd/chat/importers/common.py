@@ -20,25 +20,11 @@ from sqlalchemy.engine import Connection
 
 from recapd.model.app_error import AppError
 from recapd.model.chat import Channel, ChannelMember, Post, Team, User
+from recapd.model.ids import stable_id
 from recapd.store.workspace_store import UpsertCounts, WorkspaceStore
 
 # Rows per upsert statement: large enough to amortize round trips, small enough to stay flat.
 BATCH_SIZE = 1000
-
-# Same alphabet as recapd.model.ids, so derived ids look like any other Mattermost id.
-_ALPHABET = "ybndrfg8ejkmcpqxot1uwisza345h769"
-_SHIFTS = tuple(range(125, -1, -5))
-
-
-def stable_id(*parts: str) -> str:
-    """A 26-character id derived from a natural key: the same key always gives the same id.
-
-    The base32 text of 16 bytes of SHA-256, as new_id() encodes a UUID (importers call this
-    once per row, and base64.b32encode is slow).
-    """
-    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).digest()
-    n = int.from_bytes(digest[:16], "big") << 2  # 128 bits, padded to 26 groups of 5
-    return "".join([_ALPHABET[(n >> shift) & 31] for shift in _SHIFTS])
 
 
 class ImportFailed(AppError):

@@ -25,9 +25,9 @@ from recapd.chat.importers.common import (
     ImportFailed,
     ImportReport,
     progress_bar,
-    stable_id,
 )
 from recapd.model.chat import Channel, ChannelMember, ChannelType, Post, Team, User
+from recapd.model.ids import stable_id
 from recapd.store.store import Store
 
 SOURCE = "log"

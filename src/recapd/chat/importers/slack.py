@@ -26,9 +26,9 @@ from recapd.chat.importers.common import (
     Record,
     direct_channel_name,
     progress_bar,
-    stable_id,
 )
 from recapd.model.chat import Channel, ChannelMember, ChannelType, Post, Reaction, Team, User
+from recapd.model.ids import stable_id
 from recapd.store.store import Store
 
 SOURCE = "slack"

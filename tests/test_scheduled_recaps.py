@@ -395,6 +395,27 @@ def test_a_drain_in_lanes_and_small_batches_enqueues_each_occurrence_once(store:
     )
 
 
+def test_the_set_based_pass_walks_past_due_schedules_it_does_not_plan(store: Store) -> None:
+    # Ten schedules down since Sep 18 sort first in the due index; the set-based pass plans only
+    # the twenty of Sep 21 (no misses), so its first batches move nothing and it must go on.
+    ws = team_workspace(store)
+    clock = FakeClock(ms("UTC", 2026, 9, 18, 8, 0))
+    rt = runtime_for(store, clock, ai_recaps={"max_scheduled_recaps": -1})
+    behind = [create(rt, ws, timezone="UTC", time_of_day="09:30") for _ in range(10)]
+    clock.set(ms("UTC", 2026, 9, 21, 8, 0))
+    current = [create(rt, ws, timezone="UTC", time_of_day="09:00") for _ in range(20)]
+    clock.set(ms("UTC", 2026, 9, 21, 10, 0))
+    sched = scheduler_of(rt)
+    sched.group_batch_size, sched.batch_size = 4, 3
+    report = sched.drain(clock.now_ms(), None, rt.settings)
+    assert (report.enqueued, report.missed_records, report.grouped) == (30, 10, 20)
+    keys = sorted(j.dedupe_key or "" for j in store.jobs.list_page(per_page=500))
+    want = [f"{sr.id}:{ms('UTC', 2026, 9, 21, 9, 30)}" for sr in behind]
+    want += [f"{sr.id}:{ms('UTC', 2026, 9, 21, 9, 0)}" for sr in current]
+    assert keys == sorted(want)
+    assert sched.drain(clock.now_ms(), None, rt.settings).enqueued == 0
+
+
 def test_use_cases_validation_ownership_limits_and_run_now(store: Store) -> None:
     ws = team_workspace(store)
     clock = FakeClock(ms("UTC", 2026, 9, 21, 8, 0))

@@ -8,6 +8,7 @@ the same occurrences, so the scheduler plans once per group and lets the databas
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -52,13 +53,14 @@ _JOB_COLS = (
     "id, type, priority, create_at, start_at, last_activity_at, status, progress, data, "
     "dedupe_key, attempt, run_at, node_id, term"
 )
-# Up to a batch of the schedules of the planned groups (a moved schedule leaves its group).
+# The next batch of due schedules in index order (ix_scheduled_recaps_due: next_run_at, id),
+# from a keyset cursor: no join, no sort, and rows already moved are never scanned again.
 _PICK = (
-    "SELECT s2.id FROM scheduled_recaps s2 JOIN due_plan p2 ON "
-    "s2.days_of_week = p2.days_of_week AND s2.time_of_day = p2.time_of_day AND "
-    "s2.timezone = p2.timezone AND s2.next_run_at = p2.old_next "
-    "WHERE s2.enabled AND s2.delete_at = 0{lane} ORDER BY s2.id LIMIT :batch"
+    "SELECT s2.id, s2.next_run_at FROM scheduled_recaps s2 "
+    "WHERE s2.enabled AND s2.delete_at = 0 AND s2.next_run_at <= :upto{after}{lane} "
+    "ORDER BY s2.next_run_at, s2.id LIMIT :batch"
 )
+_AFTER = " AND (s2.next_run_at, s2.id) > (:after_next, :after_id)"
 # A lane is a range of ids [low, high); lanes drain side by side on their own connections.
 IdRange = tuple[str | None, str | None]
 ALL_IDS: IdRange = (None, None)
@@ -105,6 +107,36 @@ def _load_plans(conn: Connection, plans: Sequence[GroupPlan]) -> None:
     )
 
 
+DrainKey = tuple[int, str]
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What one batch did: schedules looked at, moved, jobs created, and the keyset cursor."""
+
+    picked: int
+    moved: int
+    created: int
+    last: DrainKey | None
+
+
+def _pick(
+    lane: IdRange, after: DrainKey | None, upto: int, batch: int
+) -> tuple[str, dict[str, object]]:
+    lane_sql, lane_params = _lane(lane, "s2")
+    params: dict[str, object] = {**lane_params, "upto": upto, "batch": batch}
+    if after is not None:
+        params["after_next"], params["after_id"] = after
+    return _PICK.format(after=_AFTER if after is not None else "", lane=lane_sql), params
+
+
+def _job_id_prefix() -> str:
+    """13 random hex digits, one draw per statement: a set-based job's id is this and its row
+    number in 13 more hex digits, so the ids of a batch sit side by side in the jobs' indexes
+    (inserted in order, page after page) instead of scattered as random ids are."""
+    return secrets.token_hex(7)[:13]
+
+
 def advance_and_enqueue(
     db: Database,
     plans: Sequence[GroupPlan],
@@ -115,60 +147,69 @@ def advance_and_enqueue(
     *,
     conn: Connection,
     lane: IdRange = ALL_IDS,
-) -> tuple[int, int]:
-    """Advance up to `batch` schedules of the planned groups (ids in `lane`) and enqueue their
-    occurrences.
+    after: DrainKey | None = None,
+) -> BatchResult:
+    """Look at the next `batch` due schedules (ids in `lane`, past the cursor `after`), advance
+    those of the planned groups and enqueue their occurrences.
 
     The advance is a compare-and-set on next_run_at, and only schedules it moved get a job,
-    under the live dedupe key `id:run_at`. Returns (schedules moved, jobs created).
+    under the live dedupe key `id:run_at`.
     """
     _load_plans(conn, plans)
+    pick, params = _pick(lane, after, max(p.old_next for p in plans), batch)
     if db.is_postgres:
-        lane_sql, lane_params = _lane(lane, "s2")
-        pick = _PICK.format(lane=lane_sql)
         q = sa.text(
-            "WITH moved AS (UPDATE scheduled_recaps s SET next_run_at = p.new_next "
-            f"FROM due_plan p WHERE s.id IN ({pick}) AND {_MATCH} "
+            f"WITH pick AS MATERIALIZED ({pick}), "
+            "moved AS (UPDATE scheduled_recaps s SET next_run_at = p.new_next "
+            "FROM due_plan p WHERE s.id = ANY((SELECT array_agg(k.id) FROM pick k)::text[]) "
+            f"AND {_MATCH} "
             "RETURNING s.id, s.user_id, s.channel_ids, s.agent_id, p.run_at), "
             f"ins AS (INSERT INTO jobs ({_JOB_COLS}) "
-            "SELECT substr(md5(random()::text || m.id || clock_timestamp()::text), 1, 26), "
+            "SELECT :prefix || lpad(to_hex(row_number() OVER ()), 13, '0'), "
             ":type, 0, :now, 0, 0, 'pending', 0, jsonb_build_object('scheduled_recap_id', m.id, "
-            "'user_id', m.user_id, 'channel_ids', COALESCE((SELECT string_agg(x, ',') FROM "
-            "jsonb_array_elements_text(m.channel_ids) AS x), ''), 'agent_id', m.agent_id, "
+            "'user_id', m.user_id, 'channel_ids', translate(m.channel_ids::text, '[]\" ', ''), "
+            "'agent_id', m.agent_id, "
             "'scheduled_for', m.run_at), m.id || ':' || m.run_at, 0, :now, '', :term "
             f"FROM moved m ON CONFLICT (dedupe_key) WHERE {JOB_LIVE_KEY.text} DO NOTHING "
-            "RETURNING 1) "
-            "SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM ins)"
+            "RETURNING 1), "
+            "last AS (SELECT k.next_run_at, k.id FROM pick k "
+            "ORDER BY k.next_run_at DESC, k.id DESC LIMIT 1) "
+            "SELECT (SELECT count(*) FROM pick), (SELECT count(*) FROM moved), "
+            "(SELECT count(*) FROM ins), (SELECT next_run_at FROM last), (SELECT id FROM last)"
         )
-        params = {"batch": batch, "type": job_type, "now": now_ms, "term": term, **lane_params}
-        moved, created = conn.execute(q, params).one()
+        params.update(type=job_type, now=now_ms, term=term, prefix=_job_id_prefix())
+        picked, moved, created, last_next, last_id = conn.execute(q, params).one()
         if created:
             conn.execute(sa.text("SELECT pg_notify('recapd_jobs', :type)"), {"type": job_type})
-        return int(moved), int(created)
+        last = (int(last_next), str(last_id)) if picked else None
+        return BatchResult(int(picked), int(moved), int(created), last)
     # SQLite: no data-modifying CTEs, and RETURNING cannot see the FROM tables. The write
     # lock is held (BEGIN IMMEDIATE), so read the batch once, then move exactly those rows.
-    lane_sql, lane_params = _lane(lane, "s")
     read = sa.text(
-        "SELECT s.id, s.user_id, s.channel_ids, s.agent_id, p.run_at, p.old_next, p.new_next "
-        f"FROM scheduled_recaps s JOIN due_plan p ON {_MATCH} "
-        f"WHERE s.enabled AND s.delete_at = 0{lane_sql} ORDER BY s.id LIMIT :batch"
+        "SELECT k.id, k.next_run_at, s.user_id, s.channel_ids, s.agent_id, p.run_at, p.new_next "
+        f"FROM ({pick}) k JOIN scheduled_recaps s ON s.id = k.id "
+        f"LEFT JOIN due_plan p ON {_MATCH} ORDER BY k.next_run_at, k.id"
     )
-    moved_rows = conn.execute(read, {"batch": batch, **lane_params}).all()
-    if not moved_rows:
-        return 0, 0
-    conn.execute(
-        sa.text(
-            "UPDATE scheduled_recaps SET next_run_at = :new WHERE id = :id AND next_run_at = :old"
-        ),
-        [{"id": r[0], "old": r[5], "new": r[6]} for r in moved_rows],
-    )
+    picked_rows = conn.execute(read, params).all()
+    if not picked_rows:
+        return BatchResult(0, 0, 0, None)
+    last = (int(picked_rows[-1][1]), str(picked_rows[-1][0]))
+    moved_rows = [r for r in picked_rows if r[5] is not None]
+    if moved_rows:
+        conn.execute(
+            sa.text(
+                "UPDATE scheduled_recaps SET next_run_at = :new "
+                "WHERE id = :id AND next_run_at = :old"
+            ),
+            [{"id": r[0], "old": r[1], "new": r[6]} for r in moved_rows],
+        )
     ins = sa.text(
         f"INSERT INTO jobs ({_JOB_COLS}) VALUES (:id, :type, 0, :now, 0, 0, 'pending', 0, "
         ":data, :key, 0, :now, '', :term) "
         f"ON CONFLICT (dedupe_key) WHERE {JOB_LIVE_KEY.text} DO NOTHING"
     )
     rows: list[dict[str, object]] = []
-    for sr_id, user_id, channel_ids, agent_id, run_at, _old, _new in moved_rows:
+    for sr_id, _old, user_id, channel_ids, agent_id, run_at, _new in moved_rows:
         ids = json.loads(channel_ids) if isinstance(channel_ids, str) else channel_ids
         data = {
             "scheduled_recap_id": sr_id,
@@ -187,7 +228,9 @@ def advance_and_enqueue(
                 "key": f"{sr_id}:{run_at}",
             }
         )
-    before = conn.exec_driver_sql("SELECT total_changes()").scalar_one()
-    conn.execute(ins, rows)
-    created = conn.exec_driver_sql("SELECT total_changes()").scalar_one() - before
-    return len(moved_rows), int(created)
+    created = 0
+    if rows:
+        before = conn.exec_driver_sql("SELECT total_changes()").scalar_one()
+        conn.execute(ins, rows)
+        created = conn.exec_driver_sql("SELECT total_changes()").scalar_one() - before
+    return BatchResult(len(picked_rows), len(moved_rows), int(created), last)

@@ -24,7 +24,14 @@ from recapd.metrics import SCHEDULE_DUE_BACKLOG
 from recapd.model.job import JobType
 from recapd.model.recap import Recap, SkipReason, skipped_outcome
 from recapd.model.scheduled_recap import ScheduledRecap
-from recapd.store.due_drain import GroupPlan, IdRange, advance_and_enqueue, due_groups, lanes
+from recapd.store.due_drain import (
+    DrainKey,
+    GroupPlan,
+    IdRange,
+    advance_and_enqueue,
+    due_groups,
+    lanes,
+)
 from recapd.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -95,6 +102,7 @@ class DrainReport:
     """What one drain did."""
 
     schedules: int = 0
+    grouped: int = 0  # of `schedules`, those the set-based pass moved
     enqueued: int = 0
     missed_records: int = 0
     batches: int = 0
@@ -215,6 +223,7 @@ class ScheduledRecapScheduler(Scheduler):
         for r in reports:
             report.batches += r.batches
             report.schedules += r.schedules
+            report.grouped += r.grouped
             report.enqueued += r.enqueued
 
     def _drain_lane(
@@ -228,10 +237,11 @@ class ScheduledRecapScheduler(Scheduler):
     ) -> None:
         """Advance and enqueue the planned groups' schedules whose ids fall in `lane`, one
         fenced transaction per batch."""
+        after: DrainKey | None = None
         while still_leader():
             with self.store.transaction() as conn:
                 self.jobs.check_fence(conn, term)
-                moved, created = advance_and_enqueue(
+                done = advance_and_enqueue(
                     self.store.db,
                     plans,
                     JobType.SCHEDULED_RECAP,
@@ -240,14 +250,17 @@ class ScheduledRecapScheduler(Scheduler):
                     self.group_batch_size,
                     conn=conn,
                     lane=lane,
+                    after=after,
                 )
             report.batches += 1
-            report.schedules += moved
-            report.enqueued += created
-            if created:
+            report.schedules += done.moved
+            report.grouped += done.moved
+            report.enqueued += done.created
+            if done.created:
                 self.jobs.notify(JobType.SCHEDULED_RECAP)
-            if moved < self.group_batch_size:
+            if done.picked < self.group_batch_size:
                 break
+            after = done.last
 
     def _enqueue_batch(
         self,

@@ -4,7 +4,9 @@ across DST, misfires, failures, and the use cases."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import datetime as dt
+import time
 from typing import Any
 
 import pytest
@@ -414,6 +416,46 @@ def test_the_set_based_pass_walks_past_due_schedules_it_does_not_plan(store: Sto
     want += [f"{sr.id}:{ms('UTC', 2026, 9, 21, 9, 0)}" for sr in current]
     assert keys == sorted(want)
     assert sched.drain(clock.now_ms(), None, rt.settings).enqueued == 0
+
+
+def test_a_schedule_paused_while_the_drain_waits_for_its_row_is_not_moved(store: Store) -> None:
+    # The set-based statement picks with its snapshot, then waits for a row another
+    # transaction holds; when that transaction pauses the schedule, the row stays put.
+    if not store.db.is_postgres:
+        pytest.skip("row locks and re-checks of a concurrent update: PostgreSQL only")
+    ws = team_workspace(store)
+    clock = FakeClock(ms("UTC", 2026, 9, 21, 8, 0))
+    rt = runtime_for(store, clock, ai_recaps={"max_scheduled_recaps": -1})
+    paused, other = (create(rt, ws, timezone="UTC") for _ in range(2))
+    clock.set(ms("UTC", 2026, 9, 21, 9, 1))
+    sched = scheduler_of(rt)
+    sched.drain_lanes = 1
+    with store.db.engine.connect() as holder:
+        holder.exec_driver_sql(
+            "SELECT 1 FROM scheduled_recaps WHERE id = %(id)s FOR UPDATE", {"id": paused.id}
+        )
+        drained = concurrent.futures.ThreadPoolExecutor(1).submit(
+            sched.drain, clock.now_ms(), None, rt.settings
+        )
+        with store.db.engine.connect() as watch:
+            for _ in range(200):
+                waiting = watch.exec_driver_sql(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'transactionid' AND NOT granted"
+                ).scalar_one()
+                if waiting:
+                    break
+                time.sleep(0.02)
+            assert waiting, "the drain never waited for the held row"
+        holder.exec_driver_sql(
+            "UPDATE scheduled_recaps SET enabled = false WHERE id = %(id)s", {"id": paused.id}
+        )
+        holder.commit()
+    report = drained.result(timeout=30)
+    assert report.enqueued == 1
+    assert [j.dedupe_key for j in store.jobs.list_page(per_page=10)] == [
+        f"{other.id}:{other.next_run_at}"
+    ]
+    assert store.scheduled_recaps.get(paused.id).next_run_at == paused.next_run_at
 
 
 def test_use_cases_validation_ownership_limits_and_run_now(store: Store) -> None:

@@ -162,7 +162,8 @@ def advance_and_enqueue(
             f"WITH pick AS MATERIALIZED ({pick}), "
             "moved AS (UPDATE scheduled_recaps s SET next_run_at = p.new_next "
             "FROM due_plan p WHERE s.id = ANY((SELECT array_agg(k.id) FROM pick k)::text[]) "
-            f"AND {_MATCH} "
+            # Re-checked on a row changed since the pick: paused or deleted since, it stays.
+            f"AND s.enabled AND s.delete_at = 0 AND {_MATCH} "
             "RETURNING s.id, s.user_id, s.channel_ids, s.agent_id, p.run_at), "
             f"ins AS (INSERT INTO jobs ({_JOB_COLS}) "
             "SELECT :prefix || lpad(to_hex(row_number() OVER ()), 13, '0'), "

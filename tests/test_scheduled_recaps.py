@@ -397,6 +397,22 @@ def test_a_drain_in_lanes_and_small_batches_enqueues_each_occurrence_once(store:
     )
 
 
+def test_a_batch_of_equal_jobs_is_not_claimed_in_schedule_order(store: Store) -> None:
+    # Workers claim equal jobs by id: a batch's ids must not line up with its schedules' ids,
+    # or the same schedules would wait longest every day.
+    ws = team_workspace(store)
+    clock = FakeClock(ms("UTC", 2026, 9, 21, 8, 0))
+    rt = runtime_for(store, clock, ai_recaps={"max_scheduled_recaps": -1})
+    made = [create(rt, ws, timezone="UTC") for _ in range(30)]
+    clock.set(ms("UTC", 2026, 9, 21, 9, 1))
+    sched = scheduler_of(rt)
+    sched.drain_lanes = 1
+    assert sched.drain(clock.now_ms(), None, rt.settings).grouped == len(made)
+    jobs = sorted(store.jobs.list_page(per_page=100), key=lambda j: j.id)
+    order = [j.data["scheduled_recap_id"] for j in jobs]
+    assert order not in (sorted(order), sorted(order, reverse=True))
+
+
 def test_the_set_based_pass_walks_past_due_schedules_it_does_not_plan(store: Store) -> None:
     # Ten schedules down since Sep 18 sort first in the due index; the set-based pass plans only
     # the twenty of Sep 21 (no misses), so its first batches move nothing and it must go on.
@@ -430,17 +446,21 @@ def test_a_schedule_paused_while_the_drain_waits_for_its_row_is_not_moved(store:
     clock.set(ms("UTC", 2026, 9, 21, 9, 1))
     sched = scheduler_of(rt)
     sched.drain_lanes = 1
-    with store.db.engine.connect() as holder:
+    with (
+        store.db.engine.connect() as holder,
+        concurrent.futures.ThreadPoolExecutor(1) as pool,
+    ):
+        holder_pid = holder.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
         holder.exec_driver_sql(
             "SELECT 1 FROM scheduled_recaps WHERE id = %(id)s FOR UPDATE", {"id": paused.id}
         )
-        drained = concurrent.futures.ThreadPoolExecutor(1).submit(
-            sched.drain, clock.now_ms(), None, rt.settings
-        )
+        drained = pool.submit(sched.drain, clock.now_ms(), None, rt.settings)
         with store.db.engine.connect() as watch:
             for _ in range(200):
                 waiting = watch.exec_driver_sql(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'transactionid' AND NOT granted"
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE %(pid)s = ANY(pg_blocking_pids(pid))",
+                    {"pid": holder_pid},
                 ).scalar_one()
                 if waiting:
                     break
@@ -450,7 +470,7 @@ def test_a_schedule_paused_while_the_drain_waits_for_its_row_is_not_moved(store:
             "UPDATE scheduled_recaps SET enabled = false WHERE id = %(id)s", {"id": paused.id}
         )
         holder.commit()
-    report = drained.result(timeout=30)
+        report = drained.result(timeout=30)
     assert report.enqueued == 1
     assert [j.dedupe_key for j in store.jobs.list_page(per_page=10)] == [
         f"{other.id}:{other.next_run_at}"
@@ -501,6 +521,27 @@ def test_use_cases_validation_ownership_limits_and_run_now(store: Store) -> None
     assert [r.status for r in outcomes(store, second.id)] == ["completed"]
     got = store.scheduled_recaps.get(second.id)
     assert (got.next_run_at, got.run_count, got.enabled) == (before, 1, True)
+
+
+def test_a_run_finishing_after_the_next_occurrence_fell_due_does_not_swallow_it(
+    store: Store,
+) -> None:
+    # Run now at 08:59; its job ends at 09:00:30, before the scheduler has drained 09:00.
+    ws = team_workspace(store)
+    clock = FakeClock(ms("UTC", 2026, 9, 21, 8, 59))
+    rt = runtime_for(store, clock)
+    alice = ws.users["alice"].id
+    sr = create(rt, ws, timezone="UTC")
+    asyncio.run(rt.schedules.run_now(alice, sr.id))
+    clock.set(ms("UTC", 2026, 9, 21, 9, 0) + 30_000)
+    asyncio.run(run_jobs(pool_of(rt)))
+    assert store.scheduled_recaps.get(sr.id).next_run_at == sr.next_run_at
+    report = scheduler_of(rt).drain(clock.now_ms(), None, rt.settings)
+    assert report.enqueued == 1
+    asyncio.run(run_jobs(pool_of(rt)))
+    due = [r.scheduled_for for r in outcomes(store, sr.id)]
+    assert due == [ms("UTC", 2026, 9, 21, 8, 59), ms("UTC", 2026, 9, 21, 9, 0)]
+    assert store.scheduled_recaps.get(sr.id).next_run_at == ms("UTC", 2026, 9, 22, 9, 0)
 
 
 def test_a_recap_left_processing_without_a_live_job_is_failed_with_a_reason(

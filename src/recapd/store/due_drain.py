@@ -1,5 +1,6 @@
 """The scheduler's set-based drain: the SQL that advances every due schedule of some groups
-and enqueues one job per occurrence in one statement (PostgreSQL) or two (SQLite).
+and enqueues one job per occurrence, a batch at a time: one statement on PostgreSQL; on SQLite
+a read, then the moves and the jobs by id.
 
 A group is (days_of_week, time_of_day, timezone, next_run_at): every schedule in a group has
 the same occurrences, so the scheduler plans once per group and lets the database do the rows.
@@ -131,9 +132,10 @@ def _pick(
 
 
 def _job_id_prefix() -> str:
-    """13 random hex digits, one draw per statement: a set-based job's id is this and its row
+    """13 random hex digits, one draw per statement: a set-based job's id is this and a row
     number in 13 more hex digits, so the ids of a batch sit side by side in the jobs' indexes
-    (inserted in order, page after page) instead of scattered as random ids are."""
+    instead of scattered as random ids are. The numbers are dealt in random order: workers
+    claim equal jobs by id, and no schedule should come last every day."""
     return secrets.token_hex(7)[:13]
 
 
@@ -166,8 +168,10 @@ def advance_and_enqueue(
             f"AND s.enabled AND s.delete_at = 0 AND {_MATCH} "
             "RETURNING s.id, s.user_id, s.channel_ids, s.agent_id, p.run_at), "
             f"ins AS (INSERT INTO jobs ({_JOB_COLS}) "
-            "SELECT :prefix || lpad(to_hex(row_number() OVER ()), 13, '0'), "
+            "SELECT :prefix || lpad(to_hex(row_number() OVER (ORDER BY random())), 13, '0'), "
             ":type, 0, :now, 0, 0, 'pending', 0, jsonb_build_object('scheduled_recap_id', m.id, "
+            # Channel ids are validated ids (letters and digits), so the JSON text of the
+            # list, less brackets, quotes and spaces, is the comma-joined list.
             "'user_id', m.user_id, 'channel_ids', translate(m.channel_ids::text, '[]\" ', ''), "
             "'agent_id', m.agent_id, "
             "'scheduled_for', m.run_at), m.id || ':' || m.run_at, 0, :now, '', :term "

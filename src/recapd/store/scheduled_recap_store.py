@@ -280,7 +280,8 @@ class ScheduledRecapStore:
         failed: bool | None = None,
         conn: Connection | None = None,
     ) -> ScheduledRecap | None:
-        """Record a run: last_run_at, run_count + 1, next_run_at (never moved backwards).
+        """Record a run: last_run_at, run_count + 1, next_run_at (never moved backwards, and
+        never past an occurrence already due: that one is the scheduler's to enqueue).
 
         With `scheduled_for`, an occurrence already recorded is not counted again (a retried
         job); with `failed`, the count of failed occurrences in a row goes up or back to 0.
@@ -290,7 +291,11 @@ class ScheduledRecapStore:
             "last_run_at": last_run_at,
             "run_count": t.c.run_count + 1,
             "next_run_at": sa.case(
-                (t.c.next_run_at < next_run_at, next_run_at), else_=t.c.next_run_at
+                (
+                    sa.and_(t.c.next_run_at > last_run_at, t.c.next_run_at < next_run_at),
+                    next_run_at,
+                ),
+                else_=t.c.next_run_at,
             ),
         }
         cond = [t.c.id == sr_id]
@@ -322,8 +327,9 @@ class ScheduledRecapStore:
     ) -> set[str]:
         """Compare-and-set next_run_at for each (id, expected, new); return the ids moved.
 
-        A schedule whose next_run_at changed meanwhile (another leader, an edit) is left
-        alone, so one occurrence is never enqueued twice by two schedulers.
+        A schedule whose next_run_at changed meanwhile (another leader, an edit), or that was
+        paused or deleted meanwhile, is left alone, so one occurrence is never enqueued twice by
+        two schedulers.
         """
         if not moves:
             return set()
@@ -332,7 +338,8 @@ class ScheduledRecapStore:
                 q = sa.text(
                     "UPDATE scheduled_recaps AS s SET next_run_at = d.new "
                     "FROM unnest(:ids, :olds, :news) AS d(id, old, new) "
-                    "WHERE s.id = d.id AND s.next_run_at = d.old RETURNING s.id"
+                    "WHERE s.id = d.id AND s.next_run_at = d.old "
+                    "AND s.enabled AND s.delete_at = 0 RETURNING s.id"
                 ).bindparams(
                     sa.bindparam("ids", type_=postgresql.ARRAY(sa.String)),
                     sa.bindparam("olds", type_=postgresql.ARRAY(sa.BigInteger)),
@@ -350,7 +357,11 @@ class ScheduledRecapStore:
             moved: set[str] = set()
             upd = (
                 t.update()
-                .where(t.c.id == sa.bindparam("b_id"), t.c.next_run_at == sa.bindparam("b_old"))
+                .where(
+                    t.c.id == sa.bindparam("b_id"),
+                    t.c.next_run_at == sa.bindparam("b_old"),
+                    SCHEDULE_LIVE,
+                )
                 .values(next_run_at=sa.bindparam("b_new"))
             )
             for sr_id, old, new in moves:

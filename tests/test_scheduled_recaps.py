@@ -446,9 +446,10 @@ def test_a_schedule_paused_while_the_drain_waits_for_its_row_is_not_moved(store:
     clock.set(ms("UTC", 2026, 9, 21, 9, 1))
     sched = scheduler_of(rt)
     sched.drain_lanes = 1
+    # The holder closes (and lets go of the row) before the pool waits for the drain.
     with (
-        store.db.engine.connect() as holder,
         concurrent.futures.ThreadPoolExecutor(1) as pool,
+        store.db.engine.connect() as holder,
     ):
         holder_pid = holder.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
         holder.exec_driver_sql(
@@ -456,7 +457,8 @@ def test_a_schedule_paused_while_the_drain_waits_for_its_row_is_not_moved(store:
         )
         drained = pool.submit(sched.drain, clock.now_ms(), None, rt.settings)
         with store.db.engine.connect() as watch:
-            for _ in range(200):
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
                 waiting = watch.exec_driver_sql(
                     "SELECT count(*) FROM pg_stat_activity "
                     "WHERE %(pid)s = ANY(pg_blocking_pids(pid))",

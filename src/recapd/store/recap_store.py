@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -128,16 +128,22 @@ class RecapStore:
 
     def save_outcome_once(self, recap: Recap, *, conn: Connection | None = None) -> bool:
         """Insert the outcome of an occurrence unless one exists; True when this call did."""
+        return self.save_outcomes_once([recap], conn=conn) == 1
+
+    def save_outcomes_once(self, recaps: Sequence[Recap], *, conn: Connection | None = None) -> int:
+        """Insert each occurrence's outcome unless it has one, in one statement; how many were."""
+        if not recaps:
+            return 0
         ins = (
             self._db.insert(t)
-            .values(_recap_to_row(recap))
             .on_conflict_do_nothing(
                 index_elements=[t.c.scheduled_recap_id, t.c.scheduled_for],
                 index_where=RECAP_IS_SCHEDULED,
             )
+            .returning(t.c.id)
         )
         with self._db.transaction(conn) as c:
-            return bool(c.execute(ins).rowcount)
+            return len(c.execute(ins, [_recap_to_row(r) for r in recaps]).all())
 
     def _count_today(self, c: Connection, user_id: str, start_ms: int, end_ms: int) -> int:
         # Skipped records are outcomes, not recaps: they do not use up the daily allowance.

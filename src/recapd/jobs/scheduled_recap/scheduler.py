@@ -277,6 +277,7 @@ class ScheduledRecapScheduler(Scheduler):
         )
         report.skipped_by_cas += len(due) - len(moved)
         items: list[tuple[Mapping[str, Any], str]] = []
+        missed: list[Recap] = []
         for sr in due:
             if sr.id not in moved:
                 continue  # someone else advanced it: that scheduler enqueued this occurrence
@@ -285,8 +286,9 @@ class ScheduledRecapScheduler(Scheduler):
             if plan.run is not None:
                 items.append((_job_data(sr, plan.run), occurrence_key(sr.id, plan.run)))
             if plan.missed:
-                self.store.recaps.save_outcome_once(_missed_record(sr, plan, now_ms), conn=conn)
-                report.missed_records += 1
+                missed.append(_missed_record(sr, plan, now_ms))
+        self.store.recaps.save_outcomes_once(missed, conn=conn)
+        report.missed_records += len(missed)
         report.enqueued += self.jobs.create_jobs_once(
             JobType.SCHEDULED_RECAP, items, term=term, conn=conn
         )

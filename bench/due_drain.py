@@ -8,6 +8,7 @@ the same minute and the rest due tomorrow; then
 1. drain: ScheduledRecapScheduler.drain() until every due schedule has its job (the original
    takes 100 a minute: 100,000 need about 17 hours);
 2. idle tick: the same drain again with nothing due (median of 20);
+   and, once per engine, catching up 10,000 schedules two days behind after an outage;
 3. start delay: with a JobServer running a no-op scheduled_recap worker, 1,000 schedules due
    at once; from the due time to each job's start (p50, p99) — on the largest size only.
 Prints a table and saves bench/out/due_drain.png (drain time against table size).
@@ -154,6 +155,25 @@ def measure(engine: str, size: int, pg_admin: str) -> dict[str, float]:
         store.close()
 
 
+def outage(engine: str, pg_admin: str, size: int = 10_000) -> dict[str, float]:
+    """`size` schedules two days behind (recapd was down): the drain that catches up, one
+    run for each occurrence still within the grace and one missed record per schedule."""
+    store = fresh_store(engine, pg_admin)
+    try:
+        now = int(time.time() * 1000) // MINUTE * MINUTE
+        fill(store, size, size, now - 2 * 86_400_000)
+        settings = settings_for(store)
+        server = JobServer(store, settings, node_id="bench", leadership=StaticLeadership())
+        sched = ScheduledRecapScheduler(store, server)
+        t0 = time.perf_counter()
+        report = sched.drain(now + 1000, None, settings)
+        took = time.perf_counter() - t0
+        assert report.missed_records == size, (report.missed_records, size)
+        return {"size": size, "s": took, "enqueued": report.enqueued}
+    finally:
+        store.close()
+
+
 def _ticks(sched: ScheduledRecapScheduler, now: int, settings: Settings) -> float:
     """Median ms of 20 drains that find nothing due."""
     times = []
@@ -270,9 +290,12 @@ def main() -> None:
     yardstick = [reference_s(args.pg_url)] if pg else []
     results = []
     delays = {}
+    outages = {}
     for engine in args.engines.split(","):
         delays[engine] = start_delay(engine, args.pg_url)
         console.print(engine, delays[engine])
+        outages[engine] = outage(engine, args.pg_url)
+        console.print(engine, "outage", outages[engine])
         for size in sizes:
             r = measure(engine, size, args.pg_url)
             r["engine"] = engine
@@ -295,6 +318,11 @@ def main() -> None:
             f"{d['delay_p50_ms']:.0f} / {d['delay_p99_ms']:.0f} ms",
         )
     console.print(table)
+    for engine, o in outages.items():
+        console.print(
+            f"{engine}: {o['size']:,} schedules two days behind caught up in {o['s']:.2f} s "
+            f"({o['size']:,} missed records, {o['enqueued']:,.0f} runs within the grace)"
+        )
     if pg:
         yardstick.append(reference_s(args.pg_url))
         console.print(

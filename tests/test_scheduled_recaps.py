@@ -190,8 +190,13 @@ def test_after_an_outage_one_catch_up_and_one_missed_record(store: Store) -> Non
     sr = create(rt, ws, timezone="UTC")
     # Down for five days; back at 10:00, an hour after the latest missed 09:00.
     clock.set(ms("UTC", 2026, 9, 26, 10, 0))
+    counted = ("recapd_scheduled_recap_outcomes_total", {"kind": "skipped_missed"})
+    before = REGISTRY.get_sample_value(*counted) or 0.0
     report = scheduler_of(rt).drain(clock.now_ms(), None, rt.settings)
     assert (report.enqueued, report.missed_records) == (1, 1)
+    assert REGISTRY.get_sample_value(*counted) == before + 1
+    # A second leader draining the same moment later records nothing more.
+    assert scheduler_of(rt).drain(clock.now_ms(), None, rt.settings).missed_records == 0
     asyncio.run(run_jobs(pool_of(rt)))
     missed, caught_up = outcomes(store, sr.id)
     assert (missed.status, missed.skip_reason) == ("skipped", "missed")
@@ -434,13 +439,17 @@ def test_the_set_based_pass_walks_past_due_schedules_it_does_not_plan(store: Sto
     assert sched.drain(clock.now_ms(), None, rt.settings).enqueued == 0
 
 
-def test_a_schedule_paused_while_the_drain_waits_for_its_row_is_not_moved(store: Store) -> None:
-    # The set-based statement picks with its snapshot, then waits for a row another
-    # transaction holds; when that transaction pauses the schedule, the row stays put.
+@pytest.mark.parametrize("days_behind", [0, 2], ids=["set-based", "row-by-row"])
+def test_a_schedule_paused_while_the_drain_waits_for_its_row_is_not_moved(
+    store: Store, days_behind: int
+) -> None:
+    # The drain reads with its snapshot, then waits for a row another transaction holds;
+    # when that transaction pauses the schedule, the row stays put. Schedules days behind
+    # (an outage) go through the row-by-row pass instead of the set-based one.
     if not store.db.is_postgres:
         pytest.skip("row locks and re-checks of a concurrent update: PostgreSQL only")
     ws = team_workspace(store)
-    clock = FakeClock(ms("UTC", 2026, 9, 21, 8, 0))
+    clock = FakeClock(ms("UTC", 2026, 9, 21 - days_behind, 8, 0))
     rt = runtime_for(store, clock, ai_recaps={"max_scheduled_recaps": -1})
     paused, other = (create(rt, ws, timezone="UTC") for _ in range(2))
     clock.set(ms("UTC", 2026, 9, 21, 9, 1))
@@ -464,6 +473,7 @@ def test_a_schedule_paused_while_the_drain_waits_for_its_row_is_not_moved(store:
                     "WHERE %(pid)s = ANY(pg_blocking_pids(pid))",
                     {"pid": holder_pid},
                 ).scalar_one()
+                watch.rollback()  # pg_stat_activity is read once per transaction
                 if waiting:
                     break
                 time.sleep(0.02)
@@ -473,11 +483,12 @@ def test_a_schedule_paused_while_the_drain_waits_for_its_row_is_not_moved(store:
         )
         holder.commit()
         report = drained.result(timeout=30)
-    assert report.enqueued == 1
+    assert (report.enqueued, report.missed_records) == (1, 1 if days_behind else 0)
     assert [j.dedupe_key for j in store.jobs.list_page(per_page=10)] == [
-        f"{other.id}:{other.next_run_at}"
+        f"{other.id}:{ms('UTC', 2026, 9, 21, 9, 0)}"
     ]
     assert store.scheduled_recaps.get(paused.id).next_run_at == paused.next_run_at
+    assert outcomes(store, paused.id) == []
 
 
 def test_use_cases_validation_ownership_limits_and_run_now(store: Store) -> None:

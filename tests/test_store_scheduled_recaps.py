@@ -89,7 +89,7 @@ def test_update_is_guarded_against_lost_updates(store: Store) -> None:
 def test_update_keeps_run_bookkeeping(store: Store) -> None:
     s = store.scheduled_recaps
     sr = s.save(scheduled_recap())
-    s.mark_executed(sr.id, NOW + 100, sr.next_run_at + 1000)
+    s.mark_executed(sr.id, NOW + 100)
     fresh = s.get(sr.id)
     expected = fresh.update_at
     fresh.run_count = 0  # a client cannot reset these through update
@@ -163,17 +163,16 @@ def test_due_query_uses_the_partial_index(store: Store) -> None:
     assert "TEMP B-TREE" not in text.upper()
 
 
-def test_mark_executed_increments_and_never_moves_next_run_backwards(store: Store) -> None:
+def test_mark_executed_counts_the_run_and_leaves_the_timetable_alone(store: Store) -> None:
     s = store.scheduled_recaps
     sr = s.save(scheduled_recap(next_run_at=NOW + 10_000))
-    s.mark_executed(sr.id, NOW, NOW + 20_000)
+    s.mark_executed(sr.id, NOW, scheduled_for=NOW - 5)
     got = s.get(sr.id)
-    assert (got.run_count, got.last_run_at, got.next_run_at) == (1, NOW, NOW + 20_000)
-    s.mark_executed(sr.id, NOW + 1, NOW + 5_000)  # stale: must not move next_run_at back
-    got = s.get(sr.id)
-    assert (got.run_count, got.last_run_at, got.next_run_at) == (2, NOW + 1, NOW + 20_000)
+    assert (got.run_count, got.last_run_at, got.next_run_at) == (1, NOW, NOW + 10_000)
+    assert s.mark_executed(sr.id, NOW + 1, scheduled_for=NOW - 5) is None  # a retried job
+    assert s.get(sr.id).run_count == 1
     with pytest.raises(AppError):
-        s.mark_executed(new_id(), NOW, NOW)
+        s.mark_executed(new_id(), NOW)
 
 
 def test_set_enabled(store: Store) -> None:

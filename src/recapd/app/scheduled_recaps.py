@@ -329,7 +329,6 @@ class ScheduledRecapService:
             updated = self.store.scheduled_recaps.mark_executed(
                 sr.id,
                 now,
-                sr.compute_next_run_at(now),
                 scheduled_for=scheduled_for,
                 failed=failed,
                 conn=conn,

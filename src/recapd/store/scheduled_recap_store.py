@@ -274,30 +274,20 @@ class ScheduledRecapStore:
         self,
         sr_id: str,
         last_run_at: int,
-        next_run_at: int,
         *,
         scheduled_for: int | None = None,
         failed: bool | None = None,
         conn: Connection | None = None,
     ) -> ScheduledRecap | None:
-        """Record a run: last_run_at, run_count + 1, next_run_at (never moved backwards, and
-        never past an occurrence already due: that one is the scheduler's to enqueue).
+        """Record a run: last_run_at and run_count + 1. next_run_at is left alone: only the
+        scheduler (and create, update, resume) sets it, so a run ending late can neither skip
+        an occurrence due meanwhile nor undo an edit of the times made while it ran.
 
         With `scheduled_for`, an occurrence already recorded is not counted again (a retried
         job); with `failed`, the count of failed occurrences in a row goes up or back to 0.
         Returns the schedule after the change, or None when nothing changed.
         """
-        values: dict[str, Any] = {
-            "last_run_at": last_run_at,
-            "run_count": t.c.run_count + 1,
-            "next_run_at": sa.case(
-                (
-                    sa.and_(t.c.next_run_at > last_run_at, t.c.next_run_at < next_run_at),
-                    next_run_at,
-                ),
-                else_=t.c.next_run_at,
-            ),
-        }
+        values: dict[str, Any] = {"last_run_at": last_run_at, "run_count": t.c.run_count + 1}
         cond = [t.c.id == sr_id]
         if scheduled_for is not None:
             values["last_scheduled_for"] = scheduled_for

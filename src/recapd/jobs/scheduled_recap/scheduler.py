@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 
 from recapd.config import Settings
 from recapd.jobs.scheduler import Scheduler, SchedulerContext
-from recapd.metrics import SCHEDULE_DUE_BACKLOG
+from recapd.metrics import SCHEDULE_DUE_BACKLOG, SCHEDULE_OUTCOMES
 from recapd.model.job import JobType
 from recapd.model.recap import Recap, SkipReason, skipped_outcome
 from recapd.model.scheduled_recap import ScheduledRecap
@@ -42,6 +42,8 @@ GROUP_BATCH_SIZE = 25_000
 # PostgreSQL drains disjoint id ranges on this many connections at once: one backend runs one
 # statement on one core, and the writes of different lanes touch different rows.
 DRAIN_LANES = 2
+# The outcomes metric's label for a missed record (as app.scheduled_recaps names skipped ones).
+MISSED_OUTCOME = f"skipped_{SkipReason.MISSED}"
 # A schedule down for longer than this many occurrences is summed up, not walked through.
 MAX_MISSED_WALK = 500
 
@@ -171,6 +173,7 @@ class ScheduledRecapScheduler(Scheduler):
         # next_run_at changed under the set-based pass. They go row by row.
         cursor: tuple[int, str] | None = None
         while still_leader():
+            recorded = report.missed_records
             with self.store.transaction() as conn:
                 due = self.store.scheduled_recaps.get_due_before(
                     now_ms, self.batch_size, cursor, conn=conn
@@ -179,6 +182,8 @@ class ScheduledRecapScheduler(Scheduler):
                     break
                 cursor = (due[-1].next_run_at, due[-1].id)
                 self._enqueue_batch(due, now_ms, grace_ms, term, conn, report)
+            # Counted once committed; the other outcomes are counted where they are made.
+            SCHEDULE_OUTCOMES.labels(MISSED_OUTCOME).inc(report.missed_records - recorded)
             report.batches += 1
             if len(due) < self.batch_size:
                 break
@@ -287,8 +292,7 @@ class ScheduledRecapScheduler(Scheduler):
                 items.append((_job_data(sr, plan.run), occurrence_key(sr.id, plan.run)))
             if plan.missed:
                 missed.append(_missed_record(sr, plan, now_ms))
-        self.store.recaps.save_outcomes_once(missed, conn=conn)
-        report.missed_records += len(missed)
+        report.missed_records += self.store.recaps.save_outcomes_once(missed, conn=conn)
         report.enqueued += self.jobs.create_jobs_once(
             JobType.SCHEDULED_RECAP, items, term=term, conn=conn
         )

@@ -20,7 +20,7 @@ from recapd.metrics import SCHEDULE_OUTCOMES, SCHEDULE_START_DELAY
 from recapd.model.app_error import AppError
 from recapd.model.ids import new_id
 from recapd.model.job import Job, JobType
-from recapd.model.recap import Recap, RecapStatus, SkipReason, skipped_outcome
+from recapd.model.recap import Recap, RecapStatus, SkipReason, outcome_kind, skipped_outcome
 from recapd.model.scheduled_recap import ChannelMode, ScheduledRecap
 from recapd.model.tz import InvalidZoneError, load_zone, local_day_bounds
 from recapd.store.store import Store
@@ -216,7 +216,7 @@ class ScheduledRecapService:
     ) -> Recap:
         record = skipped_outcome(sr, scheduled_for, reason, why, self.clock.now_ms())
         if self.store.recaps.save_outcome_once(record):
-            SCHEDULE_OUTCOMES.labels(_outcome_kind(record)).inc()
+            SCHEDULE_OUTCOMES.labels(outcome_kind(record.status, record.skip_reason)).inc()
         found = self.store.recaps.get_by_occurrence(sr.id, scheduled_for)
         assert found is not None  # just inserted, or an earlier outcome that won
         return found
@@ -317,7 +317,7 @@ class ScheduledRecapService:
         failed = None if recap.status == RecapStatus.SKIPPED else recap.status == "failed"
         await asyncio.to_thread(self._bookkeeping, sr, scheduled_for, run_now, failed)
         if recap.status != RecapStatus.SKIPPED:  # skipped records count when they are made
-            SCHEDULE_OUTCOMES.labels(_outcome_kind(recap)).inc()
+            SCHEDULE_OUTCOMES.labels(outcome_kind(recap.status, recap.skip_reason)).inc()
 
     def _bookkeeping(
         self, sr: ScheduledRecap, scheduled_for: int, run_now: bool, failed: bool | None
@@ -345,12 +345,6 @@ class ScheduledRecapService:
                     now,
                     conn=conn,
                 )
-
-
-def _outcome_kind(recap: Recap) -> str:
-    if recap.status == RecapStatus.SKIPPED:
-        return f"skipped_{recap.skip_reason}"
-    return str(recap.status)
 
 
 def _not_found(sr_id: str) -> AppError:

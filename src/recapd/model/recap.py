@@ -121,6 +121,13 @@ class RecapChannel:
     create_at: int = 0
 
 
+def outcome_kind(status: str, skip_reason: str = "") -> str:
+    """An occurrence's outcome as the metrics name it: the status, or skipped_<reason>."""
+    if status == RecapStatus.SKIPPED:
+        return f"skipped_{skip_reason}"
+    return str(status)
+
+
 def skipped_outcome(
     sr: ScheduledRecap, scheduled_for: int, reason: SkipReason, why: str, now_ms: int
 ) -> Recap:

@@ -22,7 +22,7 @@ from recapd.config import Settings
 from recapd.jobs.scheduler import Scheduler, SchedulerContext
 from recapd.metrics import SCHEDULE_DUE_BACKLOG, SCHEDULE_OUTCOMES
 from recapd.model.job import JobType
-from recapd.model.recap import Recap, SkipReason, skipped_outcome
+from recapd.model.recap import Recap, RecapStatus, SkipReason, outcome_kind, skipped_outcome
 from recapd.model.scheduled_recap import ScheduledRecap
 from recapd.store.due_drain import (
     DrainKey,
@@ -42,8 +42,8 @@ GROUP_BATCH_SIZE = 25_000
 # PostgreSQL drains disjoint id ranges on this many connections at once: one backend runs one
 # statement on one core, and the writes of different lanes touch different rows.
 DRAIN_LANES = 2
-# The outcomes metric's label for a missed record (as app.scheduled_recaps names skipped ones).
-MISSED_OUTCOME = f"skipped_{SkipReason.MISSED}"
+# The outcomes metric's label for a missed record.
+MISSED_OUTCOME = outcome_kind(RecapStatus.SKIPPED, SkipReason.MISSED)
 # A schedule down for longer than this many occurrences is summed up, not walked through.
 MAX_MISSED_WALK = 500
 

@@ -27,6 +27,14 @@ class AgentPost:
     reaction_count: int = 0
     # True for a thread root included only to give context to replies in the window.
     context_only: bool = False
+    # Conversation structure (summarize/conversations.py): the post this one answers ("" for
+    # a conversation's start) and the id of the conversation's first post.
+    reply_to: str = ""
+    conversation_id: str = ""
+    # A bot's post (flagged account, configured name): evidence, never a highlight or owner.
+    is_bot: bool = False
+    # A pure command or join/part line: never a highlight.
+    is_noise: bool = False
 
 
 @dataclass(slots=True)
@@ -49,11 +57,13 @@ class TokenUsage:
 
 @dataclass(slots=True)
 class AgentResult:
-    """Highlights and action items citing post ids, and what the call cost."""
+    """Highlights, action items and open questions citing post ids, and what the call cost."""
 
     highlights: list[Highlight] = field(default_factory=list)
     action_items: list[ActionItem] = field(default_factory=list)
     usage: TokenUsage = field(default_factory=TokenUsage)
+    # Questions nobody answered in the window.
+    open_questions: list[Highlight] = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -83,11 +83,21 @@ class ActionItem:
     """A thing someone should do, its owner when stated, and the posts it came from."""
 
     text: str
+    # Who should do it: a username, several joined by ", ", or "everyone"; "" when unstated.
     owner: str = ""
     post_ids: list[str] = field(default_factory=list)
+    # Stated as an action in a meeting ("[ACTION] ...", "#action"): outranks inferred ones.
+    explicit: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "owner": self.owner, "post_ids": list(self.post_ids)}
+        data: dict[str, Any] = {
+            "text": self.text,
+            "owner": self.owner,
+            "post_ids": list(self.post_ids),
+        }
+        if self.explicit:
+            data["explicit"] = True
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ActionItem:
@@ -95,7 +105,13 @@ class ActionItem:
             text=str(data["text"]),
             owner=str(data.get("owner", "")),
             post_ids=[str(p) for p in data.get("post_ids", [])],
+            explicit=bool(data.get("explicit", False)),
         )
+
+    @property
+    def owners(self) -> list[str]:
+        """The owners one by one."""
+        return [o.strip() for o in self.owner.split(",") if o.strip()]
 
 
 class ChannelStatus(StrEnum):
@@ -119,6 +135,10 @@ class RecapChannel:
     status: str = ChannelStatus.SUCCESS
     error: str = ""
     create_at: int = 0
+    # Questions nobody answered in the window (text + the posts asking).
+    open_questions: list[Highlight] = field(default_factory=list)
+    # What the reader should know about how it was made, e.g. posts left unread by a limit.
+    notice: str = ""
 
 
 def outcome_kind(status: str, skip_reason: str = "") -> str:

@@ -115,6 +115,47 @@ def import_log(
     return report
 
 
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """One line of a log as the importer reads it (for tools that measure on logs)."""
+
+    index: int  # 0-based, as annotation files count
+    nick: str
+    text: str
+    type: str  # "" for a message, TYPE_ACTION, or a system_ type
+    create_at: int
+
+
+def read_log(path: str | Path, *, date: str | None = None) -> list[LogLine]:
+    """Every line of a log, parsed and timed exactly as `import_log` would store it."""
+    path = Path(path)
+    start_date = _parse_date(path.name, date)
+    report = ImportReport(SOURCE, str(path))
+    lines = _parse(path, start_date, report, lambda _n: None)
+    return [
+        LogLine(line.index, line.nick, line.text, line.type, create_at)
+        for line, create_at, _base in _timestamps(path, lines, start_date)
+    ]
+
+
+def read_reply_links(path: str | Path) -> dict[int, set[int]]:
+    """A log's companion annotation: later line -> every earlier line it replies to (a
+    self-link, the line itself, starts a conversation); empty when there is none."""
+    ann = _annotation_path(Path(path))
+    links: dict[int, set[int]] = {}
+    if ann is None:
+        return links
+    for lineno, text in enumerate(ann.read_text(encoding="utf-8").splitlines(), 1):
+        if not text.strip():
+            continue
+        m = _ANNOTATION.fullmatch(text.strip())
+        if m is None:
+            _fail(ann.name, lineno, "expected '<earlier line> <later line> -'")
+        a, b = int(m["a"]), int(m["b"])
+        links.setdefault(max(a, b), set()).add(min(a, b))
+    return links
+
+
 def _parse_date(file: str, date: str | None) -> dt.date | None:
     if date is None:
         return None

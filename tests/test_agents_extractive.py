@@ -1,4 +1,8 @@
-"""The offline extractive agent on small hand-made channels."""
+"""The offline extractive agent: small hand-made channels and real IRC log excerpts
+(irc-disentanglement data, CC-BY-4.0: Kummerfeld et al. 2019; Gouravajhala et al. 2023).
+
+`recap()` runs what the pipeline runs: the conversation step, the map stage (`summarize`,
+which sees no reader) and the reader's stage (`merge`)."""
 
 from __future__ import annotations
 
@@ -10,9 +14,10 @@ from typing import Any
 import pytest
 
 from recapd.agents.base import AgentPost, AgentResult, MergeRequest, SummarizeRequest
-from recapd.agents.extractive import ExtractiveAgent, summarize_posts
+from recapd.agents.extractive import ExtractiveAgent, _shorten, merge_results, summarize_posts
 from recapd.config import AgentSettings
 from recapd.model.recap import ActionItem, Highlight
+from recapd.summarize.conversations import annotate
 
 BASE_MS = 1_700_000_000_000
 MINUTE = 60_000
@@ -23,9 +28,17 @@ def post(n: int, author: str, message: str, **extra: Any) -> AgentPost:
     return AgentPost(f"post{n:02d}", author, BASE_MS + n * MINUTE, message, **extra)
 
 
-def summarize(posts: list[AgentPost], reader: str = "reader", **extra: Any) -> AgentResult:
-    request = SummarizeRequest("chan", "town-square", posts, "rid", reader, **extra)
+def summarize(posts: list[AgentPost], **extra: Any) -> AgentResult:
+    """The map stage alone, on annotated posts."""
+    request = SummarizeRequest("chan", "town-square", annotate(posts), "", "", **extra)
     return asyncio.run(ExtractiveAgent().summarize(request))
+
+
+def recap(posts: list[AgentPost], reader: str = "reader", **extra: Any) -> AgentResult:
+    """Map, then the reader's stage."""
+    partial = summarize(posts, **extra)
+    merge = MergeRequest("chan", "town-square", [partial], "rid", reader)
+    return asyncio.run(ExtractiveAgent().merge(merge))
 
 
 def cited(items: list[Highlight] | list[ActionItem]) -> list[str]:
@@ -54,54 +67,53 @@ CHANNEL = [
 ]
 
 
-def test_mention_of_the_reader_ranks_first() -> None:
-    result = summarize(CHANNEL)
+def test_what_concerns_the_reader_comes_first() -> None:
+    result = recap(CHANNEL)
     assert result.highlights[0].post_ids == ["post11"]
     assert result.highlights[0].text.startswith("@frank: @reader please review")
-    first_action = result.action_items[0]
-    assert first_action == ActionItem(
-        "Review the security advisory draft before Thursday", "reader", ["post11"]
+    owners = [a.owner for a in result.action_items if not a.explicit]
+    assert owners[0] == "reader"
+
+
+def test_the_map_stage_does_not_depend_on_the_reader() -> None:
+    one = asyncio.run(
+        ExtractiveAgent().summarize(SummarizeRequest("c", "n", annotate(CHANNEL), "a", "reader"))
     )
+    other = asyncio.run(
+        ExtractiveAgent().summarize(SummarizeRequest("c", "n", annotate(CHANNEL), "b", "zoe"))
+    )
+    assert one == other
+    assert recap(CHANNEL, reader="zoe").highlights[0].post_ids != ["post11"]
 
 
-def test_same_post_for_another_reader_is_not_first() -> None:
-    result = summarize(CHANNEL, reader="zoe")
-    assert result.highlights[0].post_ids != ["post11"]
-
-
-def test_a_thread_collapses_into_one_highlight_with_its_decision() -> None:
-    result = summarize(CHANNEL)
+def test_a_thread_is_one_highlight_with_its_decision() -> None:
+    result = recap(CHANNEL)
     thread = [h for h in result.highlights if "post03" in h.post_ids]
     assert len(thread) == 1
-    assert thread[0].post_ids == ["post03", "post04", "post05", "post06"]
     assert "Should we move the release to Friday" in thread[0].text
     assert "@bob: Agreed, we decided to ship the release on Friday." in thread[0].text
-    # No other item cites the thread's replies.
     others = [h for h in result.highlights if h is not thread[0]]
     assert not {"post04", "post05", "post06"} & set(cited(others))
 
 
-def test_requests_and_commitments_get_owners() -> None:
-    actions = {a.text: a for a in summarize(CHANNEL).action_items}
-    assert actions["Bump the linker memory limit on the ARM runners"].owner == "bob"
-    # "will do" right after is the owner's acknowledgement: cited too.
-    assert actions["Bump the linker memory limit on the ARM runners"].post_ids == [
-        "post07",
-        "post08",
-    ]
+def test_requests_commitments_and_meeting_actions_get_owners() -> None:
+    actions = {a.text: a for a in recap(CHANNEL).action_items}
+    bump = actions["Bump the linker memory limit on the ARM runners"]
+    # "will do" from the one asked makes the request a task, and is cited.
+    assert (bump.owner, bump.post_ids) == ("bob", ["post07", "post08"])
     assert actions["Update the release notes tonight"].owner == "dave"
-    assert actions["Book the room for the retro"].owner == "dave"
-    assert actions["Restart the flaky CI job for the docs"].owner == ""
+    assert actions["Book the room for the retro"] == ActionItem(
+        "Book the room for the retro", "dave", ["post12"], explicit=True
+    )
+    # Nobody took the "could someone ...?": an open question, not a task.
+    assert "Restart the flaky CI job for the docs" not in actions
+    questions = [q.text for q in recap(CHANNEL).open_questions]
+    assert any("restart the flaky CI job" in q for q in questions)
 
 
 @pytest.mark.parametrize(
     ("message", "text", "owner"),
     [
-        (
-            "[ACTION] cjwatson to add haildb to the PPU list",
-            "Add haildb to the PPU list",
-            "cjwatson",
-        ),
         ("#action @bob update the wiki", "Update the wiki", "bob"),
         ("TODO: fix the flaky login test", "Fix the flaky login test", ""),
         (
@@ -111,111 +123,235 @@ def test_requests_and_commitments_get_owners() -> None:
         ),
         ("I will send the minutes after lunch", "Send the minutes after lunch", "alice"),
         ("@carol please rotate the staging keys", "Rotate the staging keys", "carol"),
-        ("bob: could you merge the hotfix branch?", "Merge the hotfix branch", "bob"),
     ],
 )
 def test_action_wording(message: str, text: str, owner: str) -> None:
-    posts = [post(1, "bob", "Standup notes are in the doc."), post(2, "alice", message)]
-    actions = summarize(posts).action_items
-    assert ActionItem(text, owner, ["post02"]) in actions
+    posts = [post(1, "carol", "Standup notes are in the doc."), post(2, "alice", message)]
+    actions = recap(posts).action_items
+    assert [(a.text, a.owner) for a in actions] == [(text, owner)]
 
 
-def test_someone_claims_an_unowned_request() -> None:
-    posts = [
-        post(1, "erin", "Could someone restart the flaky CI job for the docs?", reply_count=1),
-        post(2, "frank", "on it", root_id="post01"),
-    ]
-    assert summarize(posts).action_items == [
-        ActionItem("Restart the flaky CI job for the docs", "frank", ["post01", "post02"])
-    ]
+@pytest.mark.parametrize(
+    "lines",
+    [
+        # A question is not a task, however it is worded (rust.1).
+        [("njg", "Jezza: could you view tui-rs as a superset of what cursive does?")],
+        # "please standby" and the chair's "lets move on" are not tasks (ubuntu-meeting).
+        [("ogra", "lool: please standby, we're on armel next")],
+        [("ttx", "Ok, lets move on")],
+        # Arguments and pleasantries (rust.2, stripe.0).
+        [("Yaniel", "Read more on it, you'll see what I mean")],
+        [("timebox", "I'll be back in a few minutes")],
+        [("Jezza", "I'll take the easy way out and use refcell")],
+        # Asking to see something is the conversation itself.
+        [("karllekko", "RickG: can you paste your code somewhere?"), ("RickG", "sure")],
+    ],
+)
+def test_not_action_items(lines: list[tuple[str, str]]) -> None:
+    posts = [post(1, "lool", "armel builds are green again."), post(2, "Jezza", "nice")]
+    posts += [post(3 + i, author, text) for i, (author, text) in enumerate(lines)]
+    assert recap(posts).action_items == []
 
 
-def top(posts: list[AgentPost], reader: str = "reader") -> list[str]:
-    """The post ids of the single best highlight."""
-    request = SummarizeRequest("chan", "town-square", posts, "rid", reader)
-    return summarize_posts(request, max_highlights=1).highlights[0].post_ids
-
-
-CHATTER = [
-    post(1, "bob", "Deploy of the billing service finished, dashboards look normal."),
-    post(2, "carol", "Nice, thanks for watching the billing deploy."),
-    post(3, "dave", "The billing dashboards were slow this morning though."),
-    post(4, "erin", "Lunch order goes out at noon."),
+# ubuntu-meeting.0 / .1 (2009-10 / 2010-11), trimmed.
+MEETING = [
+    post(1, "stgraber", "#startmeeting"),
+    post(2, "MootBot", "Meeting started at 19:10. The chair is stgraber."),
+    post(3, "MootBot", "Commands Available: [TOPIC], [IDEA], [ACTION], [AGREED], [LINK], [VOTE]"),
+    post(4, "stgraber", "[TOPIC] Review of previous action items"),
+    post(5, "MootBot", "New Topic:  Review of previous action items"),
+    post(6, "persia", "I asked the CC about the unban, no answer yet"),
+    post(7, "stgraber", "[action] persia to ask the CC for assistance regarding Marco's request"),
+    post(8, "MootBot", "ACTION received:  persia to ask the CC for assistance regarding Marco's"),
+    post(9, "stgraber", "[TOPIC] PerPackageUploader Applications"),
+    post(10, "diwic", "[agreed] to go with stable-queue for the time being"),
+    post(11, "MootBot", "AGREED received:  to go with stable-queue for the time being"),
+    post(12, "stgraber", "[ACTION] GrueMaster and plars to test suspend/resume on babbage"),
+    post(13, "stgraber", "ACTION: ALL to review the spec before Thursday"),
+    post(14, "stgraber", "#action cjwatson, geser: add haildb to mtaylor's PPU list"),
+    post(15, "stgraber", "#endmeeting"),
 ]
 
 
-def test_an_open_question_ranks_high_and_loses_that_once_answered() -> None:
-    question = post(20, "gina", "Where are the staging credentials for billing stored now?")
-    assert top([*CHATTER, question]) == ["post20"]
-    answer = post(21, "bob", "In the vault, under ops/billing.")
-    assert top([*CHATTER, question, answer]) != ["post20"]
-
-
-def test_decision_wording_wins_over_chatter() -> None:
-    posts = [
-        post(1, "alice", "anyone tried the new coffee machine on floor 3?"),
-        post(2, "bob", "the coffee machine makes decent espresso actually"),
-        post(3, "carol", "After the review we decided to use PostgreSQL for the event store."),
-        post(4, "dave", "the espresso from the machine is too bitter for me"),
-        post(5, "erin", "coffee machine needs descaling"),
+def test_meeting_markup_becomes_topics_decisions_and_actions() -> None:
+    result = recap(MEETING)
+    texts = [h.text for h in result.highlights]
+    assert texts[0] == (
+        "Meeting chaired by @stgraber, topics: Review of previous action items; "
+        "PerPackageUploader Applications"
+    )
+    agreed = next(h for h in result.highlights if h.text.startswith("Agreed:"))
+    # The bot's echo is evidence, cited beside the chair's line.
+    assert agreed.post_ids == ["post10", "post11"]
+    actions = [(a.text, a.owner, a.explicit) for a in result.action_items]
+    assert actions == [
+        ("Ask the CC for assistance regarding Marco's request", "persia", True),
+        ("Test suspend/resume on babbage", "GrueMaster, plars", True),
+        ("Review the spec before Thursday", "everyone", True),
+        ("Add haildb to mtaylor's PPU list", "cjwatson, geser", True),
     ]
-    assert top(posts) == ["post03"]
-    assert any("decided to use PostgreSQL" in h.text for h in summarize(posts).highlights)
 
 
-def test_context_only_root_is_cited_but_not_summarized_alone() -> None:
-    posts = [
-        post(1, "alice", "Which region should the new cluster run in?", context_only=True),
-        post(30, "bob", "Let's go with eu-west, latency is best there.", root_id="post01"),
-        post(31, "carol", "Unrelated: the office is closed on Monday."),
+def test_bots_are_never_highlights_or_owners() -> None:
+    result = recap(MEETING)
+    for h in result.highlights:
+        assert not h.text.startswith("@MootBot")
+    assert all("MootBot" not in a.owner for a in result.action_items)
+    ubottu = [
+        post(1, "mdz", "bug 362511: OpenSSH force-command unable to pass arguments"),
+        post(
+            2,
+            "ubottu",
+            'Launchpad bug 362511 in openssh "force-command unable to pass '
+            'arguments along to internal-sftp" [Low,Confirmed]',
+        ),
+        post(3, "cjwatson", "mdz: I'll upload the fixed openssh package tomorrow"),
     ]
-    result = summarize(posts)
-    thread = [h for h in result.highlights if "post30" in h.post_ids]
-    assert thread and thread[0].post_ids == ["post01", "post30"]
-    assert all(h.post_ids != ["post01"] for h in result.highlights)
+    result = recap(ubottu)
+    assert [h.text.split(":")[0] for h in result.highlights] == ["@mdz"]
+    assert "post02" in result.highlights[0].post_ids or len(result.highlights[0].post_ids) < 5
+    assert [a.owner for a in result.action_items] == ["cjwatson"]
+
+
+def test_explicit_actions_outrank_inferred_in_every_merge_and_all_fit() -> None:
+    inferred = AgentResult(
+        action_items=[ActionItem(f"Inferred task number {i}", "bob", [f"i{i}"]) for i in range(9)]
+    )
+    explicit = AgentResult(
+        action_items=[
+            ActionItem(f"Meeting task {i} for the team", f"u{i}", [f"m{i}"], explicit=True)
+            for i in range(12)
+        ]
+    )
+    merged = merge_results(MergeRequest("c", "n", [inferred, explicit], "rid", "reader"))
+    assert [a.explicit for a in merged.action_items[:12]] == [True] * 12
+    assert len(merged.action_items) == 12 + 9
+
+
+def test_a_question_is_shown_with_its_answer() -> None:
+    # rust.1, 2018-12-26 21:45
+    posts = [
+        post(
+            1,
+            "Yatekii",
+            "folks, what am I doing wrong when I get: the transform method "
+            "cannot be invoked on a trait object?",
+        ),
+        post(2, "dpc1", "hmm"),
+        post(
+            3,
+            "talchas",
+            "Yatekii: you wrote where Self: Sized on it, so it can't be called on a trait object",
+        ),
+        post(4, "Yatekii", "talchas: ah, thanks, that was it"),
+    ]
+    result = recap(posts)
+    assert len(result.highlights) == 1
+    text = result.highlights[0].text
+    assert text.startswith("@Yatekii: folks, what am I doing wrong")
+    assert "— @talchas: Yatekii: you wrote where Self: Sized" in text
+    assert result.open_questions == []
+
+
+def test_open_questions_are_the_unanswered_ones() -> None:
+    posts = [
+        post(1, "sofian", "hi there, is it possible to generate a person_token via the test API?"),
+        post(30, "Ben87", "what's the best way to tell if a subscription needs SCA?"),
+        post(31, "hmunoz", "Ben87: look at the latest invoice's payment intent status"),
+    ]
+    result = recap(posts)
+    assert [q.post_ids for q in result.open_questions] == [["post01"]]
+    # A later part's highlight citing the question means it was answered there.
+    answered = AgentResult(highlights=[Highlight("@x: answer", ["post01", "post40"])])
+    merged = merge_results(MergeRequest("c", "n", [summarize(posts), answered], "rid", "reader"))
+    assert merged.open_questions == []
+
+
+def test_near_duplicates_are_merged() -> None:
+    # stripe.0: several separate questions about a PaymentIntent being confirmed.
+    posts = [
+        post(
+            1,
+            "Jaime95",
+            "Then payment intent with the payment method is off-session, "
+            "confirmation automatic and confirmed",
+        ),
+        post(
+            40,
+            "Donovan",
+            "when I confirm the payment intent with the payment method it is "
+            "confirmed but requires_action",
+        ),
+        post(
+            80,
+            "Jaime95",
+            "payment intent with the payment method confirmed off-session automatic confirmation",
+        ),
+    ]
+    texts = [h.text for h in recap(posts).highlights]
+    assert len(texts) <= 2
+
+
+def test_text_is_cut_at_sentence_or_clause_boundaries() -> None:
+    long = ("We moved the database to the new cluster last night. " * 3) + "x" * 50
+    cut = _shorten(long, 120)
+    assert cut.endswith("night.")
+    clause = "the deploy, which took ages because the registry was slow, " * 4
+    out = _shorten(clause, 100)
+    assert out.endswith("…") and not out[:-1].endswith(("wa", "sl"))
+    words = _shorten("alpha " * 60, 50)
+    assert all(w == "alpha" for w in words.rstrip("…").split())
+
+
+def test_citations_are_a_handful() -> None:
+    posts = [post(1, "alice", "Should we switch the CI to the new runners?")]
+    posts += [
+        post(1 + i, f"u{i % 7}", f"alice: runners point {i}: they are faster for the build")
+        for i in range(1, 60)
+    ]
+    for h in recap(posts).highlights:
+        assert len(h.post_ids) <= 5
 
 
 def test_items_scale_with_input_and_are_capped() -> None:
     rng = random.Random(7)
-    words = [
-        "deploy",
-        "cache",
-        "billing",
-        "search",
-        "login",
-        "queue",
-        "metrics",
-        "backup",
-        "alerts",
-        "invoice",
-    ]
+    topics = [f"{a}{b}" for a in ("deploy", "cache", "billing", "search", "login") for b in "xyz"]
     posts = [
+        # One conversation per topic, an hour apart: each a question and its answers.
         post(
             n,
             f"user{n % 9}",
-            f"The {rng.choice(words)} service needs a look at the {rng.choice(words)} "
-            f"path, because {rng.choice(words)} errors grew.",
+            f"{topics[n // 12]} {rng.choice(('latency', 'errors', 'rollout', 'alerts'))} "
+            f"{'grew again, why?' if n % 12 == 0 else 'looks better after the fix'}",
         )
-        for n in range(1, 200)
+        for n in range(0, 180)
     ]
-    small = summarize(posts[:4])
-    large = summarize(posts)
+    posts = [
+        AgentPost(p.id, p.author, BASE_MS + (i // 12) * 60 * MINUTE + i * 1000, p.message)
+        for i, p in enumerate(posts)
+    ]
+    small = recap(posts[:4])
+    large = recap(posts)
     assert 1 <= len(small.highlights) < len(large.highlights) <= 8
-    assert len(large.action_items) <= 8
 
 
 def test_deterministic_and_independent_of_input_order() -> None:
-    first = summarize(CHANNEL)
+    first = recap(CHANNEL)
     shuffled = list(CHANNEL)
     random.Random(3).shuffle(shuffled)
-    assert summarize(CHANNEL) == first
-    assert summarize(shuffled) == first
+    assert recap(CHANNEL) == first
+    assert recap(shuffled) == first
 
 
 def test_only_input_ids_are_cited() -> None:
-    result = summarize(CHANNEL)
+    result = recap(CHANNEL)
     ids = {p.id for p in CHANNEL}
-    assert set(cited(result.highlights)) | set(cited(result.action_items)) <= ids
+    everything: list[Highlight | ActionItem] = [
+        *result.highlights,
+        *result.action_items,
+        *result.open_questions,
+    ]
+    assert {p for item in everything for p in item.post_ids} <= ids
 
 
 def test_token_usage_is_reported() -> None:
@@ -224,7 +360,11 @@ def test_token_usage_is_reported() -> None:
     expected = json.dumps(
         {
             "highlights": [h.to_dict() for h in result.highlights],
-            "action_items": [a.to_dict() for a in result.action_items],
+            "action_items": [
+                {"text": a.text, "owner": a.owner, "post_ids": a.post_ids}
+                for a in result.action_items
+            ],
+            "open_questions": [q.to_dict() for q in result.open_questions],
         },
         ensure_ascii=False,
     )
@@ -233,7 +373,7 @@ def test_token_usage_is_reported() -> None:
 
 def test_empty_and_trivial_windows() -> None:
     assert summarize([]) == AgentResult()
-    result = summarize([post(1, "alice", "hi")])
+    result = recap([post(1, "alice", "deploy finished")])
     assert [h.post_ids for h in result.highlights] == [["post01"]]
     assert result.action_items == []
 
@@ -243,7 +383,7 @@ def test_other_languages_are_copied_not_translated() -> None:
         post(1, "amelie", "Nous avons décidé de livrer la version 2 vendredi."),
         post(2, "bruno", "Parfait, je préviens le support."),
     ]
-    texts = " ".join(h.text for h in summarize(posts, language="fr").highlights)
+    texts = " ".join(h.text for h in recap(posts).highlights)
     assert "Nous avons décidé de livrer la version 2 vendredi." in texts
 
 
@@ -253,51 +393,8 @@ def test_context_tokens_come_from_settings() -> None:
 
 
 def test_big_windows_run_off_the_event_loop() -> None:
-    posts = [post(n, f"u{n % 5}", f"status update number {n} on the migration") for n in range(400)]
-    request = SummarizeRequest("chan", "big", posts, "rid", "reader")
+    posts = annotate(
+        [post(n, f"u{n % 5}", f"status update number {n} on the migration") for n in range(400)]
+    )
+    request = SummarizeRequest("chan", "big", posts, "", "")
     assert asyncio.run(ExtractiveAgent().summarize(request)) == summarize_posts(request)
-
-
-def merge(partials: list[AgentResult], reader: str = "reader") -> AgentResult:
-    request = MergeRequest("chan", "town-square", partials, "rid", reader)
-    return asyncio.run(ExtractiveAgent().merge(request))
-
-
-def test_merge_dedupes_and_keeps_citations() -> None:
-    part1 = AgentResult(
-        [
-            Highlight("@bob: We decided to ship the release on Friday.", ["p1", "p2"]),
-            Highlight("@carol: The office is closed on Monday.", ["p3"]),
-        ],
-        [ActionItem("Bump the linker memory limit", "bob", ["p4"])],
-    )
-    part2 = AgentResult(
-        [
-            Highlight("@alice: We decided to ship the release on Friday!", ["p7"]),
-            Highlight("@erin: Billing dashboards are slow since the deploy.", ["p8"]),
-        ],
-        [ActionItem("Bump the linker memory limit", "", ["p9"])],
-    )
-    result = merge([part1, part2])
-    release = [h for h in result.highlights if "ship the release" in h.text]
-    assert len(release) == 1
-    assert release[0].post_ids == ["p1", "p2", "p7"]
-    assert {"p3", "p8"} <= set(cited(result.highlights))
-    assert result.action_items == [ActionItem("Bump the linker memory limit", "bob", ["p4", "p9"])]
-    assert result.usage.prompt_tokens > 0 and result.usage.completion_tokens > 0
-
-
-def test_merge_ranks_the_reader_first_and_is_deterministic() -> None:
-    partials = [
-        AgentResult([Highlight(f"@u{i}: topic number {i} about area {i}", [f"p{i}"])], [])
-        for i in range(6)
-    ]
-    partials.append(AgentResult([Highlight("@zed: @reader please sign the form", ["pz"])], []))
-    first = merge(partials)
-    assert first.highlights[0].post_ids == ["pz"]
-    assert merge(partials) == first
-
-
-def test_merge_of_nothing() -> None:
-    assert merge([]) == AgentResult()
-    assert merge([AgentResult(), AgentResult()]).highlights == []

@@ -36,6 +36,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from recapd.model.chat import DEFAULT_BOT_NAMES
+
 __all__ = [
     "CONFIG_ENV_VAR",
     "CONFIG_ERROR_ID",
@@ -156,16 +158,22 @@ class AIRecapSettings(BaseModel):
     enforce_max_scheduled_recaps: bool = True
     max_channels_per_recap: Limit = Field(-1, description="Channels in one recap.")
     enforce_max_channels_per_recap: bool = True
-    max_posts_per_recap: Limit = Field(500, description="Posts read for one recap.")
+    max_posts_per_recap: Limit = Field(2000, description="Posts read for one recap.")
     enforce_max_posts_per_recap: bool = True
     max_tokens_per_recap: Limit = Field(100_000, description="Estimated tokens per recap.")
     enforce_max_tokens_per_recap: bool = True
-    max_posts_per_day: Limit = Field(5000, description="Posts read per user per day.")
+    max_posts_per_day: Limit = Field(20_000, description="Posts read per user per day.")
     enforce_max_posts_per_day: bool = True
     cooldown_minutes: Annotated[int, AfterValidator(_cooldown)] = Field(
         60, description="Minimum minutes between manual recaps; 0 = off."
     )
     enforce_cooldown_minutes: bool = True
+
+    bot_usernames: tuple[str, ...] = Field(
+        DEFAULT_BOT_NAMES,
+        description="Usernames whose posts are a bot's (never a highlight or an owner), "
+        "besides accounts flagged as bots and any name ending in 'bot'.",
+    )
 
     misfire_grace_seconds: int = Field(
         3600, ge=0, description="How late a missed occurrence may still get its catch-up run."

@@ -64,6 +64,9 @@ class AgentResult:
     usage: TokenUsage = field(default_factory=TokenUsage)
     # Questions nobody answered in the window.
     open_questions: list[Highlight] = field(default_factory=list)
+    # Highlights left out of `highlights` that @mention someone: the reader's stage shows
+    # them to the person they mention (the map stage does not know the reader).
+    mentions: list[Highlight] = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -1,11 +1,23 @@
-"""The `extractive` agent: offline and deterministic, it picks highlights and action items from
-the posts themselves, so recapd makes useful recaps with no model at all.
+"""The `extractive` agent: offline and deterministic, it picks highlights, action items and
+open questions from the posts themselves, so recapd makes useful recaps with no model at all.
 
-Ranking signals: mentions of the reader, replies and reactions, decision wording, requests,
-questions left open, recency, a new conversation starting, and centrality (TF-IDF cosine to
-the channel's centroid). A thread is one unit: it yields at most one highlight (citing all its
-posts) and at most one action item. Texts are copied from the posts, never invented, so the
-output is in the channel's own language.
+It reads the structure the conversation step (summarize/conversations.py) put on the posts:
+- one highlight per conversation (an explicit thread or an inferred one), a question shown
+  with its answer, ranked by replies, participants, reactions, decisions, centrality (TF-IDF
+  cosine to the channel's centroid) and recency, near-duplicates folded together, a handful
+  of citations each (the conversation's key posts);
+- meeting markup (MeetBot/MootBot `#startmeeting`, `[TOPIC]`, `[AGREED]`, `[ACTION]`, `#info`,
+  `#link`, plain "AGREED:"/"ACTION:") becomes the meeting's topics, decisions and action
+  items with all their owners; a bot's echo is cited as evidence;
+- action items are requests addressed to someone and commitments ("I'll ...", "will do" by
+  the one asked), never questions, pleasantries or "standby";
+- questions nobody answered are open questions, a list of their own;
+- bots and noise (pure commands, join/part lines) are never a highlight or an owner.
+
+`summarize` (the map stage) depends on the posts alone; `merge` (the reduce stage) is where
+the reader counts: items that mention or concern them come first. Texts are copied from the
+posts, cut at sentence or clause boundaries, never invented, so the output is in the
+channel's own language.
 """
 
 from __future__ import annotations
@@ -16,7 +28,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from recapd import metrics
@@ -36,7 +48,12 @@ from recapd.model.recap import ActionItem, Highlight
 __all__ = ["ExtractiveAgent", "Weights", "merge_results", "summarize_posts"]
 
 MAX_HIGHLIGHTS: Final = 8
-MAX_ACTION_ITEMS: Final = 8
+# Inferred action items; a meeting's explicit ones come on top, up to MAX_EXPLICIT_ITEMS.
+MAX_ACTION_ITEMS: Final = 10
+MAX_EXPLICIT_ITEMS: Final = 40
+MAX_OPEN_QUESTIONS: Final = 6
+# Citations per highlight: the conversation's key posts, not all of them.
+MAX_CITATIONS: Final = 5
 # Above this many posts the work moves to a thread, so the event loop keeps heartbeating.
 _THREAD_OFFLOAD_POSTS: Final = 300
 _GIST_CHARS: Final = 240
@@ -117,13 +134,28 @@ def _sentences(text: str) -> list[str]:
     return merged
 
 
+_CLAUSE_END_RE: Final = re.compile(r"[,;:\u2014\u2013)]\s|\s[-\u2013\u2014]\s")
+
+
 def _shorten(text: str, limit: int = _GIST_CHARS) -> str:
+    """`text` on one line, at most `limit` characters: cut after a sentence, else after a
+    clause, else between words (with "…"), never inside a word."""
     text = " ".join(text.split())
     if len(text) <= limit:
         return text
-    cut = text[: limit - 1]
-    space = cut.rfind(" ")
-    return (cut[:space] if space > limit // 2 else cut).rstrip(" ,;:-") + "…"
+    window = text[: limit - 1]
+    floor = limit // 2
+    ends = [m.end() for m in re.finditer(r"[.!?\u3002\uff01\uff1f](?=\s)", window)]
+    ends = [e for e in ends if e >= floor]
+    if ends:
+        return window[: ends[-1]]
+    clauses = [m.start() + 1 for m in _CLAUSE_END_RE.finditer(window) if m.start() >= floor]
+    if clauses:
+        return window[: clauses[-1]].rstrip(" ,;:-\u2013\u2014") + "…"
+    space = window.rfind(" ")
+    # Only a word longer than the whole limit (a URL) is ever cut inside.
+    cut = window[:space] if space > 0 else window
+    return cut.rstrip(" ,;:-") + "…"
 
 
 Vector = dict[str, float]
@@ -169,19 +201,30 @@ def _unit(vec: Vector) -> Vector:
 # Wording
 # ---------------------------------------------------------------------------------------------
 
+# Decisions are phrases, not a bare "confirmed" or "approved" anywhere in a sentence.
 _DECISION_RE: Final = re.compile(
-    r"\b(?:we|i|team|everyone|all)\s+(?:have\s+|'ve\s+|\u2019ve\s+)?(?:decided|agreed|settled)\b"
-    r"|\bagreed\b|#agreed\b|\bdecision\b|\bdecided\b"
-    r"|\blet'?s\s+go\s+with\b|\blet\u2019s\s+go\s+with\b|\b(?:we'll|we\s+will)\s+go\s+with\b"
-    r"|\bgoing\s+with\b|\bapproved?\b|\bsigned\s+off\b|\blgtm\b|\bship\s+it\b|\bconsensus\b"
-    r"|\bconfirmed\b|\bresolved\b|\bfinal\s+(?:answer|call|decision)\b",
+    r"\b(?:we|i|team|everyone|all|they)\s+(?:have\s+|'ve\s+|\u2019ve\s+)?"
+    r"(?:decided|agreed|settled)\b"
+    r"|\b(?:the\s+)?decision\s+(?:is|was|made)\b|\bfinal\s+(?:answer|call|decision)\b"
+    r"|\blet['\u2019]?s\s+go\s+with\b|\b(?:we'll|we\s+will|we\s+are|we're)\s+going\s+with\b"
+    r"|\b(?:we'll|we\s+will)\s+go\s+with\b|\bsigned\s+off\b|\blgtm\b|\bship\s+it\b"
+    r"|\breached\s+consensus\b|\bconsensus\s+(?:is|was)\b",
     re.IGNORECASE,
 )
-_TOPIC_RE: Final = re.compile(r"^\s*(?:\[topic\]|#topic\b|topic:|new topic:)", re.IGNORECASE)
-_MOOT_ACTION_RE: Final = re.compile(
-    r"^\s*(?:\[action\]|#action\b|action:|action\s+received:|todo:|todo\b|fixme:)\s*(?P<rest>.+)",
-    re.IGNORECASE,
+# Meeting markup: MeetBot/MootBot commands and the plain "AGREED:"/"ACTION:" forms.
+_MEETING_RE: Final = re.compile(
+    r"^\s*(?:\[(?P<bracket>topic|agreed|action|info|link|idea)\]"
+    r"|#(?P<hash>topic|agreed|action|info|link|idea|startmeeting|endmeeting)\b"
+    r"|(?P<plain>agreed|action)\s*:)\s*(?P<rest>.*)",
+    re.IGNORECASE | re.DOTALL,
 )
+# "X and Y to ...", "X, Y: ...", "ALL: ...", "@x ...".
+_OWNERS_RE: Final = re.compile(
+    r"^(?P<owners>@?[^\s,:]+(?:\s*(?:,|&|\band\b)\s*@?[^\s,:]+)*)\s*(?::\s*|\s+to\s+|\s+(?=\S))"
+    r"(?P<task>.+)",
+    re.IGNORECASE | re.DOTALL,
+)
+_EVERYONE: Final = frozenset({"all", "everyone", "everybody", "team", "all-of-us"})
 _ASK_YOU_RE: Final = re.compile(
     r"\b(?:can|could|would|will)\s+you\s+(?:please\s+|pls\s+|kindly\s+)?(?P<rest>.+)",
     re.IGNORECASE,
@@ -193,33 +236,64 @@ _ASK_ANYONE_RE: Final = re.compile(
 )
 _PLEASE_RE: Final = re.compile(r"(?:^|[,;:]\s*|@\S+\s+)(?:please|pls|kindly)\s+(?P<rest>.+)", re.I)
 _SELF_RE: Final = re.compile(
-    r"\b(?:i'll|i\u2019ll|i\s+will|i\s+can\s+take|i'm\s+going\s+to|i\s+am\s+going\s+to|let\s+me"
+    r"\b(?:i'll|i\u2019ll|i\s+will|i\s+can\s+take|i'm\s+going\s+to|i\s+am\s+going\s+to"
     r"|i'?ll\s+go\s+ahead\s+and)\s+(?P<rest>.+)",
     re.IGNORECASE,
 )
 _NEED_RE: Final = re.compile(
-    r"\b(?P<who>we|you|someone|somebody|i|@[\w.\-]+)\s+(?:really\s+)?"
-    r"(?:need\s+to|needs\s+to|should|must|have\s+to|has\s+to|ought\s+to)\s+(?P<rest>.+)",
+    r"^(?:so\s+|then\s+|ok,?\s+)?(?P<who>we|someone|somebody|@[\w.\-]+)\s+(?:really\s+)?"
+    r"(?:need\s+to|needs\s+to|should|must|have\s+to|has\s+to)\s+(?P<rest>.+)",
     re.IGNORECASE,
 )
+_TODO_RE: Final = re.compile(r"^\s*(?:todo|fixme)\s*:\s*(?P<rest>.+)", re.IGNORECASE)
+# What follows "I'll" or "please" that is no task: pleasantries, waiting, guessing, thinking.
 _NOT_A_TASK_RE: Final = re.compile(
-    r"^(?:be|bet|admit|say|guess|never|probably|see\s+what|know|think|check\s+back\s+later)\b",
+    r"^(?:be\b|bet\b|admit|say\b|guess|never|probably|see\b|know\b|think|try\b|wait|stand\s*by"
+    r"|standby|hold\s+on|keep\s+(?:you|that)|leave|go\b|get\s+back|come\s+back|brb|let\s+you"
+    r"|let\s+me|check\s+back|be\s+back|need|have\s+to|ask\b|assume|hope|take\s+(?:that|it)\s+as"
+    r"|note\b|bear|remember|read\s+more|look\s+forward|enjoy|excuse|forgive|repeat|stop"
+    r"|mention|just\b|also\s+(?:say|note))",
     re.IGNORECASE,
 )
+_STANDBY_RE: Final = re.compile(
+    r"\b(?:stand\s*by|standby|one\s+(?:moment|sec|second|min)|hold\s+on|brb|be\s+right\s+back)\b",
+    re.IGNORECASE,
+)
+# Taking a task on: "will do", "on it", "I'll handle it" (a bare "ok" only acknowledges).
 _CONFIRM_RE: Final = re.compile(
-    r"^\s*(?:will\s+do|on\s+it|done|sure|ok(?:ay)?|yes|yep|yup|ack|i'?ll\s+(?:do|take|handle)"
-    r"\s+(?:it|that|this)|i\s+can\s+do\s+(?:it|that))\b",
+    r"^\s*(?:@?\S+[:,]\s*)?(?:(?:sure|ok(?:ay)?|yes|yep)[,!.]?\s+)?(?:will\s+do|on\s+it|doing\s+it"
+    r"|i'?ll\s+(?:do|take|handle|fix)\s+(?:it|that|this)|i\s+can\s+do\s+(?:it|that)"
+    r"|consider\s+it\s+done)\b",
+    re.IGNORECASE,
+)
+# Asking for something inside the conversation (show, paste, explain, help me) is talk, not a
+# task a reader must track.
+_CHAT_VERB_RE: Final = re.compile(
+    r"^(?:(?:just|also)\s+)?(?:paste|pastebin|share|show|post|send\s+(?:me|us)|link\s+(?:me|us)"
+    r"|give\s+(?:me|us)|provide|tell|explain|elaborate|clarify|describe|say|confirm|repeat|check"
+    r"\s+(?:my|this|that|the\s+code)|help|dm|pm|msg|message\s+me|ping\s+me|try|run|look\s+at"
+    r"\s+(?:my|this|that)|let\s+(?:us|me)|let's|be\b|view|see|think|imagine|consider|not\b"
+    r"|still|have\b|get\s+(?:it|this|that)\b|take\s+(?:it|that)\b|do\s+(?:it|that|this)\b)",
+    re.IGNORECASE,
+)
+_GREETING_RE: Final = re.compile(
+    r"^\s*(?:hi|hello|hey|hiya|howdy|morning|good\s+(?:morning|evening|afternoon)|thanks"
+    r"|thank\s+you|thx|ty|bye|cya|o/|\\o)\b[\s!.,:)]*(?:all|everyone|guys|folks|team)?[\s!.]*$",
+    re.IGNORECASE,
+)
+_QUESTION_END_RE: Final = re.compile(r"[?\uff1f]\s*$")
+_APOLOGY_RE: Final = re.compile(
+    r"^\s*(?:@?\S+[:,]\s*)?(?:sorry|apologies|one\s+sec|reading|looking|brb|back)\b", re.I
+)
+# A commitment says when: "tonight", "tomorrow", "after lunch", "by Friday", "next week".
+_WHEN_RE: Final = re.compile(
+    r"\b(?:today|tonight|tomorrow|later|this\s+(?:morning|afternoon|evening|week)|next\s+\w+"
+    r"|after\s+\w+|before\s+\w+|by\s+(?:\w+day|eod|end\s+of|the\s+end|tomorrow|next)|asap"
+    r"|soon|in\s+(?:an?|the|\d+)\s+\w+|on\s+\w+day|first\s+thing)\b",
     re.IGNORECASE,
 )
 _TRAILING_RE: Final = re.compile(r"[\s?.!,;:]+$")
 _LEAD_FILLER_RE: Final = re.compile(r"^(?:also|and|then|so|just|maybe|please|pls)\s+", re.I)
-
-
-@dataclass(slots=True)
-class _Action:
-    text: str
-    owner: str
-    strength: float
 
 
 def _task_text(rest: str) -> str:
@@ -229,8 +303,16 @@ def _task_text(rest: str) -> str:
     return text[:1].upper() + text[1:] if text else ""
 
 
+def _is_question(text: str) -> bool:
+    return bool(_QUESTION_END_RE.search(text.strip()))
+
+
+def _is_small_talk(p: _Post) -> bool:
+    return p.length < 2 or bool(_GREETING_RE.match(p.text))
+
+
 # ---------------------------------------------------------------------------------------------
-# Posts and units
+# Posts and conversations
 # ---------------------------------------------------------------------------------------------
 
 
@@ -249,19 +331,34 @@ class _Post:
     sentences: list[_Sentence]
     vec: Vector
     length: int
-    thread: str
     mentions: list[str]
     addressee: str = ""
+    markup: str = ""  # topic, agreed, action, info, link, idea, startmeeting, endmeeting
+    markup_text: str = ""
     score: float = 0.0
-    centrality: float = 0.0
+
+    @property
+    def author(self) -> str:
+        return self.post.author
+
+    @property
+    def human(self) -> bool:
+        """A person's post with something to say (not a bot, noise or context)."""
+        return not (self.post.is_bot or self.post.is_noise)
 
 
 @dataclass(slots=True)
-class _Unit:
+class _Conversation:
     key: str
     posts: list[_Post]
-    score: float = 0.0
+    head: _Post | None = None
+    reply: _Post | None = None  # the answer to a question head, or the best reply
+    score: float = -math.inf
     vec: Vector = field(default_factory=dict)
+
+    @property
+    def first_index(self) -> int:
+        return self.posts[0].index
 
 
 @dataclass(slots=True)
@@ -270,76 +367,65 @@ class Weights:
 
     centrality: float = 1.0
     mention_reader: float = 3.0
-    mention_all: float = 0.3
     decision: float = 0.8
-    topic: float = 0.35
-    request: float = 0.25
-    open_question: float = 0.6
-    engagement: float = 0.12
+    answered: float = 0.35
+    engagement: float = 0.25
+    participants: float = 0.2
+    reactions: float = 0.1
     recency: float = 0.05
-    conversation_start: float = 0.4
-    short_penalty: float = 0.5
+    short_penalty: float = 0.6
     redundancy: float = 0.7
-    covered_by_action: float = 0.35
     repeated: float = 0.5
 
 
-# A new conversation starts after this much silence.
-_GAP_MS: Final = 60 * 60 * 1000
-
-
 class _Channel:
-    """One summarize call's analysis: posts, threads, vectors and scores."""
+    """One summarize call's analysis: posts, conversations, vectors and scores."""
 
     def __init__(self, request: SummarizeRequest, weights: Weights) -> None:
-        self.request = request
         self.weights = weights
-        self.reader = request.reader_username.lstrip("@").lower()
         ordered = sorted(request.posts, key=lambda p: (p.create_at, p.id))
         self.authors = {p.author.lower() for p in ordered}
+        self.bots = {p.author.lower() for p in ordered if p.is_bot}
         texts = [_clean(p.message) for p in ordered]
-        sentence_texts = [_sentences(t) for t in texts]
-        # "bob: ..." addresses bob; the name is not what the post is about.
         tokens = [_tokens(self._unaddressed(t)) for t in texts]
         self.tfidf = _Tfidf(tokens)
         self.posts: list[_Post] = []
         for index, post in enumerate(ordered):
+            text = texts[index]
             sentences = [
                 _Sentence(s, self.tfidf.vector(toks), len(toks))
-                for s in sentence_texts[index]
+                for s in _sentences(text)
                 for toks in [_tokens(self._unaddressed(s))]
             ]
-            address = _ADDRESS_RE.match(texts[index])
-            addressee = ""
-            if address and address.group(1).lower() in self.authors:
-                addressee = address.group(1)
-            mentions = [m.lower() for m in _MENTION_RE.findall(texts[index])]
-            self.posts.append(
-                _Post(
-                    post=post,
-                    index=index,
-                    text=texts[index],
-                    sentences=sentences,
-                    vec=self.tfidf.vector(tokens[index]),
-                    length=len(tokens[index]),
-                    thread=post.root_id or post.id,
-                    mentions=mentions,
-                    addressee=addressee,
-                )
+            p = _Post(
+                post=post,
+                index=index,
+                text=text,
+                sentences=sentences,
+                vec=self.tfidf.vector(tokens[index]),
+                length=len(tokens[index]),
+                mentions=[m.lower() for m in _MENTION_RE.findall(text)],
             )
+            address = _ADDRESS_RE.match(text)
+            if address and address.group(1).lower() in self.authors:
+                p.addressee = address.group(1)
+            markup = _MEETING_RE.match(text)
+            if markup and not post.is_bot:
+                p.markup = (markup["bracket"] or markup["hash"] or markup["plain"]).lower()
+                p.markup_text = " ".join(markup["rest"].split())
+            self.posts.append(p)
+        self.by_id = {p.post.id: p for p in self.posts}
         self.centroid: Vector = {}
         for p in self.posts:
-            if not p.post.context_only:
+            if not p.post.context_only and p.human:
                 _add(self.centroid, _unit(p.vec))
         self._centroid_sq = sum(w * w for w in self.centroid.values())
-        units: dict[str, _Unit] = {}
+        groups: dict[str, list[_Post]] = {}
         for p in self.posts:
-            units.setdefault(p.thread, _Unit(p.thread, [])).posts.append(p)
-        self.units = list(units.values())
-        self.threads = {unit.key: unit.posts for unit in self.units}
-        self._actions: dict[int, _Action | None] = {}
-        # Threads that produced an action item: a highlight repeating it is worth less.
-        self.action_units: set[str] = set()
+            key = p.post.conversation_id or p.post.root_id or p.post.id
+            groups.setdefault(key, []).append(p)
+        self.conversations = [_Conversation(k, ps) for k, ps in groups.items()]
+        self.conversation_of = {p.post.id: c for c in self.conversations for p in c.posts}
 
     def _unaddressed(self, text: str) -> str:
         address = _ADDRESS_RE.match(text)
@@ -347,54 +433,40 @@ class _Channel:
             return text[address.end() :]
         return text
 
-    # -- scores --------------------------------------------------------------------------
-
     def _centrality(self, vec: Vector) -> float:
         # Leave one out: a long post must not look central just because it is in the centroid.
         unit = _unit(vec)
         others = {t: self.centroid.get(t, 0.0) - unit.get(t, 0.0) for t in vec}
         dot = sum(w * others[t] for t, w in unit.items())
         norm = math.sqrt(
-            self._centroid_sq - sum(self.centroid.get(t, 0.0) ** 2 - others[t] ** 2 for t in vec)
+            max(
+                0.0,
+                self._centroid_sq
+                - sum(self.centroid.get(t, 0.0) ** 2 - others[t] ** 2 for t in vec),
+            )
         )
         return dot / norm if norm > 1e-12 else 0.0
 
-    def _mentions_reader(self, p: _Post) -> bool:
-        if not self.reader or p.post.author.lower() == self.reader:
-            return False
-        return self.reader in p.mentions or p.addressee.lower() == self.reader
+    def _replied_to(self, p: _Post) -> _Post | None:
+        return self.by_id.get(p.post.reply_to or p.post.root_id)
 
-    def _reader_bonus(self, p: _Post) -> float:
-        """An @mention of the reader counts fully; IRC-style "reader: ..." is mostly chat."""
-        if not self._mentions_reader(p) or p.length < 3:
-            # "@reader: yes" is a mention, but not news.
-            return 0.0
-        if self.reader in p.mentions:
-            return self.weights.mention_reader
-        return self.weights.mention_reader / 3
+    def _addressed_to(self, p: _Post) -> str:
+        """Whom a post speaks to: "nick: ...", an @mention, else the author it replies to."""
+        if p.addressee:
+            return p.addressee
+        # An explicit @mention names its person even when they have not spoken here.
+        for name in _MENTION_RE.findall(p.text):
+            if name.lower() not in ("channel", "here", "all") and name.lower() != p.author.lower():
+                return str(name)
+        parent = self._replied_to(p)
+        if parent is not None and parent.author.lower() != p.author.lower():
+            return parent.author
+        return ""
 
-    def _answered(self, p: _Post) -> bool:
-        """Whether someone else replied (in its thread, or in the next few posts)."""
-        asker = p.post.author.lower()
-        in_thread = [q for q in self.threads[p.thread] if q.index > p.index]
-        if any(q.post.author.lower() != asker for q in in_thread):
-            return True
-        if p.post.reply_count > 0 and not p.post.root_id:
-            return True
-        if p.post.root_id:
-            return False
-        following = [
-            q for q in self.posts[p.index + 1 : p.index + 4] if q.post.author.lower() != asker
-        ]
-        for q in following:
-            near = q.post.create_at - p.post.create_at <= _GAP_MS
-            related = bool(set(q.vec) & set(p.vec)) or q.addressee.lower() == asker
-            if near and (related or q.index == p.index + 1 or asker in q.mentions):
-                return True
-        return False
+    def _owner_ok(self, name: str) -> bool:
+        return bool(name) and name.lower() not in self.bots
 
-    def _question(self, p: _Post) -> bool:
-        return any(s.text.endswith(("?", "\uff1f")) and s.length >= 2 for s in p.sentences)
+    # -- scores --------------------------------------------------------------------------
 
     def score_posts(self) -> None:
         w = self.weights
@@ -402,237 +474,372 @@ class _Channel:
         # The same text several times is boilerplate (bot banners, pasted templates).
         repeats = Counter(" ".join(p.text.lower().split()) for p in self.posts)
         for p in self.posts:
-            if p.post.context_only:
+            if p.post.context_only or not p.human:
                 continue
-            text = p.text
-            # A highlight shows a post's best sentence, so that sentence is what must be central.
-            p.centrality = max(
-                (self._centrality(sentence.vec) for sentence in p.sentences),
-                default=self._centrality(p.vec),
+            central = max(
+                (self._centrality(s.vec) for s in p.sentences), default=self._centrality(p.vec)
             )
-            score = w.centrality * p.centrality
-            reader_bonus = self._reader_bonus(p)
-            if reader_bonus:
-                score += reader_bonus
-            elif any(m in ("channel", "here", "all") for m in p.mentions):
-                score += w.mention_all
-            if _DECISION_RE.search(text):
+            score = w.centrality * central
+            if _DECISION_RE.search(p.text):
                 score += w.decision
-            if _TOPIC_RE.search(text):
-                score += w.topic
-            if self.action_of(p) is not None:
-                score += w.request
-            if self._question(p) and not self._answered(p):
-                score += w.open_question
-            score += w.engagement * math.log1p(p.post.reaction_count) * 0.5
+            score += w.reactions * math.log1p(p.post.reaction_count)
             score += w.recency * (p.index / (n - 1) if n > 1 else 1.0)
-            previous = self.posts[p.index - 1] if p.index else None
-            if previous is None or p.post.create_at - previous.post.create_at > _GAP_MS:
-                score += w.conversation_start
-            if p.length < 3:
+            if p.length < 3 or _GREETING_RE.match(p.text):
                 score -= w.short_penalty
             if repeats[" ".join(p.text.lower().split())] > 1:
                 score -= w.repeated
             p.score = score
 
-    def score_units(self) -> None:
+    def _answer(self, conv: _Conversation, head: _Post) -> _Post | None:
+        """Someone else's answer to the head: a substantive direct reply, else a substantive
+        line addressed to the asker, else the next substantive line of another person."""
+        asker = head.author.lower()
+        later = [
+            p
+            for p in conv.posts
+            if p.index > head.index and p.human and not p.markup and p.author.lower() != asker
+        ]
+        if not later:
+            return None
+        substantive = [p for p in later if p.length >= 3 and not _APOLOGY_RE.match(p.text)]
+        direct = [p for p in substantive if self._replied_to(p) is head]
+        # A decision among the direct replies is the answer that matters.
+        direct.sort(key=lambda p: not _DECISION_RE.search(p.text))
+        to_asker = [p for p in substantive if self._addressed_to(p).lower() == asker]
+        for pool in (direct, to_asker, substantive, later):
+            if pool:
+                return pool[0]
+        return None
+
+    def score_conversations(self) -> None:
         w = self.weights
-        for unit in self.units:
-            live = [p for p in unit.posts if not p.post.context_only]
+        for conv in self.conversations:
+            people = [p for p in conv.posts if p.human and not p.markup]
+            live = [p for p in people if not p.post.context_only]
             if not live:
-                unit.score = -math.inf
                 continue
-            root = unit.posts[0].post
-            replies = max(root.reply_count if not root.root_id else 0, len(unit.posts) - 1)
-            unit.score = max(p.score for p in live) + w.engagement * math.log1p(replies)
+            # A greeting opens a conversation but says nothing: the first real line leads.
+            head = next((p for p in people if not _is_small_talk(p)), people[0])
+            conv.head = head
+            others = [p for p in people if p is not head]
+            if _is_question(head.text):
+                conv.reply = self._answer(conv, head)
+                if conv.reply is None:
+                    continue  # an open question, listed on its own
+            elif others:
+                conv.reply = max(
+                    (p for p in others if p.author.lower() != head.author.lower()),
+                    key=lambda p: (bool(_DECISION_RE.search(p.text)), p.score, -p.index),
+                    default=None,
+                )
+            participants = len({p.author.lower() for p in people})
+            replies = max(len(people) - 1, head.post.reply_count)
+            score = max(p.score for p in live)
+            score += w.engagement * math.log1p(replies)
+            score += w.participants * math.log(max(1, participants))
+            if conv.reply is not None and _is_question(head.text):
+                score += w.answered
+            if head.length < 3 and conv.reply is None:
+                score -= w.short_penalty
+            conv.score = score
             total: Vector = {}
-            for p in unit.posts:
+            for p in people:
                 _add(total, p.vec)
-            unit.vec = total
+            conv.vec = total
 
     # -- texts ---------------------------------------------------------------------------
 
     def _gist(self, p: _Post, limit: int = _GIST_CHARS) -> str:
         """The best sentence of a post, or the whole post when it is short."""
-        if not p.sentences:
+        if len(p.text) <= limit or len(p.sentences) <= 1:
             return _shorten(p.text, limit)
-        if len(p.sentences) == 1:
-            return _shorten(" ".join(s.text for s in p.sentences), limit)
 
         def value(s: _Sentence) -> float:
             bonus = 0.5 if _DECISION_RE.search(s.text) else 0.0
-            if self.reader and f"@{self.reader}" in s.text.lower():
-                bonus += 1.0
+            question = 0.3 if _is_question(s.text) else 0.0
             short = 0.3 if s.length < 3 else 0.0
-            return self._centrality(s.vec) + bonus - short
+            return self._centrality(s.vec) + bonus + question - short
 
         best = max(range(len(p.sentences)), key=lambda i: (value(p.sentences[i]), -i))
         return _shorten(p.sentences[best].text, limit)
 
-    def highlight(self, unit: _Unit) -> Highlight:
-        live = [p for p in unit.posts if not p.post.context_only]
-        head = unit.posts[0]
-        text = f"@{head.post.author}: {self._gist(head)}"
-        others = [p for p in live if p is not head]
-        if others:
-            # The reply that matters most: a decision, else the best-scored one.
-            best = max(
-                others,
-                key=lambda p: (bool(_DECISION_RE.search(p.text)), p.score, -p.index),
-            )
-            text += f" — @{best.post.author}: {self._gist(best, 160)}"
-        return Highlight(text=text, post_ids=[p.post.id for p in unit.posts])
+    def _key_posts(self, conv: _Conversation) -> list[str]:
+        """The conversation's key posts: head, answer, decisions, then the best scored."""
+        assert conv.head is not None
+        chosen = [conv.head]
+        if conv.reply is not None:
+            chosen.append(conv.reply)
+        people = [p for p in conv.posts if p.human and p not in chosen]
+        ranked = sorted(people, key=lambda p: (not _DECISION_RE.search(p.text), -p.score, p.index))
+        chosen.extend(ranked[: MAX_CITATIONS - len(chosen)])
+        return [p.post.id for p in sorted(chosen, key=lambda p: p.index)]
+
+    def highlight(self, conv: _Conversation) -> Highlight:
+        assert conv.head is not None
+        text = f"@{conv.head.author}: {self._gist(conv.head)}"
+        if conv.reply is not None:
+            text += f" \u2014 @{conv.reply.author}: {self._gist(conv.reply, 160)}"
+        return Highlight(text=text, post_ids=self._key_posts(conv))
+
+    # -- meetings ------------------------------------------------------------------------
+
+    def _echo(self, p: _Post) -> list[str]:
+        """The bot's echo of a meeting line ("ACTION received: ..."), cited as evidence."""
+        for q in self.posts[p.index + 1 : p.index + 4]:
+            if (
+                q.post.is_bot
+                and set(q.vec) & set(p.vec)
+                and len(set(q.vec) & set(p.vec)) >= min(2, len(p.vec))
+            ):
+                return [p.post.id, q.post.id]
+        return [p.post.id]
+
+    def _meeting_owners(self, text: str) -> tuple[str, str]:
+        """(owners, task) of an action line: "X and Y to do Z" -> ("X, Y", "Do z")."""
+        m = _OWNERS_RE.match(text)
+        if m is None:
+            return "", _task_text(text)
+        names = [n.strip().lstrip("@") for n in re.split(r"\s*(?:,|&|\band\b)\s*", m["owners"])]
+        names = [n for n in names if n]
+        explicit_form = text[m.end("owners") :].lstrip().lower().startswith(("to ", ":"))
+        if any(n.lower() in _EVERYONE for n in names):
+            return "everyone", _task_text(m["task"])
+        known = all(n.lower() in self.authors or m["owners"].startswith("@") for n in names)
+        plausible = explicit_form and all(
+            n.lower() not in _STOPWORDS and not n.isdigit() for n in names
+        )
+        if names and (known or plausible):
+            owners = [n for n in names if self._owner_ok(n)]
+            return ", ".join(dict.fromkeys(owners)), _task_text(m["task"])
+        return "", _task_text(text)
+
+    def meeting_items(self) -> tuple[list[Highlight], list[ActionItem]]:
+        """Each meeting's topics, its decisions and its actions, in the order they came."""
+        highlights: list[tuple[int, Highlight]] = []
+        actions: list[ActionItem] = []
+        topics: list[_Post] = []
+        start: _Post | None = None
+
+        def flush() -> None:
+            nonlocal topics, start
+            if topics:
+                names = "; ".join(_shorten(t.markup_text, 80) for t in topics if t.markup_text)
+                lead = f"Meeting chaired by @{start.author}" if start else "Meeting"
+                cited = ([start] if start else []) + topics
+                summary = Highlight(
+                    f"{lead}, topics: {names}", [p.post.id for p in cited[:MAX_CITATIONS]]
+                )
+                highlights.append((cited[0].index, summary))
+            topics, start = [], None
+
+        for p in self.posts:
+            if p.post.context_only or not p.markup:
+                continue
+            if p.markup == "startmeeting":
+                flush()
+                start = p
+            elif p.markup == "endmeeting":
+                flush()
+            elif p.markup == "topic" and p.markup_text:
+                p.markup_text = p.markup_text.lstrip("#: ").rstrip("?")
+                # "#topic X" and "[TOPIC] X" for the same subject: one topic.
+                if p.markup_text and all(
+                    t.markup_text.casefold() != p.markup_text.casefold() for t in topics
+                ):
+                    topics.append(p)
+            elif p.markup == "agreed" and p.markup_text:
+                decision = Highlight(f"Agreed: {_shorten(p.markup_text, 300)}", self._echo(p))
+                highlights.append((p.index, decision))
+            elif p.markup == "action" and p.markup_text:
+                owner, task = self._meeting_owners(p.markup_text)
+                if task:
+                    actions.append(
+                        ActionItem(_shorten(task, 300), owner, self._echo(p), explicit=True)
+                    )
+        flush()
+        # In the order they happened: a meeting's summary before its decisions.
+        return [h for _, h in sorted(highlights, key=lambda x: x[0])], actions
 
     # -- action items --------------------------------------------------------------------
 
-    def _previous_other(self, p: _Post) -> str:
-        """Whom a "can you" addresses: the last other author in the thread (or channel)."""
-        asker = p.post.author.lower()
-        if p.addressee:
-            return p.addressee
-        if p.post.root_id:
-            pool = [q for q in self.threads[p.thread] if q.index < p.index]
-        else:
-            pool = self.posts[max(0, p.index - 5) : p.index]
-        for q in reversed(pool[-5:]):
-            if q.post.author.lower() != asker:
-                return q.post.author
-        return ""
-
-    def _owner_from(self, text: str, author: str) -> str:
-        mention: str
-        for mention in _MENTION_RE.findall(text):
-            if mention.lower() not in ("channel", "here", "all") and mention.lower() != author:
-                return mention
-        return ""
-
-    def action_of(self, p: _Post) -> _Action | None:
-        """The request or commitment in a post, if it has one (strongest wording wins)."""
-        if p.index not in self._actions:
-            self._actions[p.index] = None if p.post.context_only else self._find_action(p)
-        return self._actions[p.index]
-
-    def _find_action(self, p: _Post) -> _Action | None:
-        author = p.post.author
-        found: list[_Action] = []
+    def _request(self, p: _Post) -> tuple[str, str] | None:
+        """(task, addressee) of a request in a post: "please ...", "can you ...?",
+        "could someone ...?"; the addressee may be ""."""
         for sentence in p.sentences:
             s = sentence.text
-            moot = _MOOT_ACTION_RE.match(s)
-            if moot:
-                rest = moot.group("rest")
-                owner = ""
-                first, _, tail = rest.partition(" ")
-                name = first.strip(":,").lstrip("@")
-                if first.startswith("@") or (
-                    name.lower() in self.authors or tail.lower().startswith("to ")
-                ):
-                    owner = name
-                    rest = tail[3:] if tail.lower().startswith("to ") else tail
-                found.append(_Action(_task_text(rest), owner, 3.0))
-                continue
-            ask = _ASK_YOU_RE.search(s)
-            if ask:
-                owner = self._owner_from(s, author.lower()) or self._previous_other(p)
-                found.append(_Action(_task_text(ask.group("rest")), owner, 2.5))
-                continue
-            anyone = _ASK_ANYONE_RE.search(s)
-            if anyone:
-                found.append(_Action(_task_text(anyone.group("rest")), "", 2.0))
-                continue
-            please = _PLEASE_RE.search(s)
-            if please:
-                owner = self._owner_from(s, author.lower()) or p.addressee
-                found.append(_Action(_task_text(please.group("rest")), owner, 2.0))
-                continue
-            mine = _SELF_RE.search(s)
-            if mine and not _NOT_A_TASK_RE.match(mine.group("rest")):
-                found.append(_Action(_task_text(mine.group("rest")), author, 1.8))
-                continue
-            need = _NEED_RE.search(s)
-            if need:
-                who = need.group("who").lower()
-                if who.startswith("@"):
-                    owner = who[1:]
-                elif who == "i":
-                    owner = author
-                elif who == "you":
-                    owner = self._owner_from(s, author.lower()) or self._previous_other(p)
-                else:
-                    owner = ""
-                found.append(_Action(_task_text(need.group("rest")), owner, 1.2))
-        found = [a for a in found if len(a.text) >= 3]
-        if not found:
+            for regex, anyone in (
+                (_PLEASE_RE, False),
+                (_ASK_YOU_RE, False),
+                (_ASK_ANYONE_RE, True),
+            ):
+                m = regex.search(s)
+                if m is None or _NOT_A_TASK_RE.match(m["rest"]) or _STANDBY_RE.search(s):
+                    continue
+                task = _task_text(m["rest"])
+                if not self._task_ok(task):
+                    continue
+                return task, ("" if anyone else self._addressed_to(p))
+        return None
+
+    def _inferred_action(self, p: _Post) -> tuple[float, ActionItem] | None:
+        if p.post.context_only or not p.human or p.markup:
             return None
-        return max(found, key=lambda a: a.strength)
+        text = p.text
+        if m := _TODO_RE.match(text):
+            return 2.0, ActionItem(_task_text(m["rest"]), "", [p.post.id])
+        request = self._request(p)
+        if request is not None:
+            task, owner = request
+            accepted = self._accepted_by(p, owner)
+            if accepted is not None:
+                return 3.0, ActionItem(task, accepted.author, [p.post.id, accepted.post.id])
+            if not _is_question(text) and owner and self._owner_ok(owner):
+                # "@carol please rotate the keys": an imperative addressed to someone.
+                return 2.5, ActionItem(task, owner, [p.post.id])
+            return None  # an unanswered ask is an open question, not a task
+        for sentence in p.sentences:
+            s = sentence.text
+            if _is_question(s) or _STANDBY_RE.search(s):
+                continue
+            if (mine := _SELF_RE.search(s)) and not _NOT_A_TASK_RE.match(mine["rest"]):
+                task = _task_text(mine["rest"])
+                # A commitment by the one asked, or one that says when; else it is talk
+                # ("I'll take the easy way out").
+                committed = self._was_asked(p) or bool(_WHEN_RE.search(mine["rest"]))
+                if committed and self._task_ok(task):
+                    return 2.0, ActionItem(task, p.author, [p.post.id])
+            if (need := _NEED_RE.match(s)) and not _NOT_A_TASK_RE.match(need["rest"]):
+                who = need["who"].lower()
+                owner = who[1:] if who.startswith("@") else ""
+                task = _task_text(need["rest"])
+                if self._task_ok(task) and (not owner or self._owner_ok(owner)):
+                    return 1.2, ActionItem(task, owner, [p.post.id])
+        return None
+
+    def _task_ok(self, task: str) -> bool:
+        """A task a reader can act on: a few words, two of them with content, not talk."""
+        return (
+            len(task.split()) >= 3
+            and len(_tokens(task)) >= 2
+            and not _CHAT_VERB_RE.match(task)
+            and not _NOT_A_TASK_RE.match(task)
+        )
+
+    def _was_asked(self, p: _Post) -> bool:
+        """Whether the post answers someone else's question or request to its author."""
+        parent = self._replied_to(p)
+        if parent is None or parent.author.lower() == p.author.lower() or not parent.human:
+            return False
+        to_author = self._addressed_to(parent).lower() == p.author.lower()
+        asks = _is_question(parent.text) or self._request(parent) is not None
+        return asks and (to_author or not self._addressed_to(parent))
+
+    def _accepted_by(self, p: _Post, addressee: str) -> _Post | None:
+        """The post of the one asked (or anyone, for "could someone") saying they will."""
+        conv = self.conversation_of[p.post.id]
+        later = [q for q in conv.posts if q.index > p.index and q.human]
+        later += [q for q in self.posts[p.index + 1 : p.index + 3] if q.human and q not in later]
+        for q in later:
+            if q.author.lower() == p.author.lower():
+                continue
+            if addressee and q.author.lower() != addressee.lower():
+                continue
+            if _CONFIRM_RE.match(q.text) or (
+                (mine := _SELF_RE.search(q.text)) and not _NOT_A_TASK_RE.match(mine["rest"])
+            ):
+                return q if self._owner_ok(q.author) else None
+        return None
 
     def action_items(self, limit: int) -> list[ActionItem]:
-        w = self.weights
         candidates: list[tuple[float, int, ActionItem]] = []
-        for unit in self.units:
-            best: tuple[float, _Post, _Action] | None = None
-            for p in unit.posts:
-                action = self.action_of(p)
-                if action is None:
-                    continue
-                value = action.strength + p.score
-                if action.owner.lower() == self.reader and self.reader:
-                    value += w.mention_reader
-                if best is None or value > best[0]:
-                    best = (value, p, action)
-            if best is None:
+        used: set[str] = set()
+        for p in self.posts:
+            if p.post.id in used:
                 continue
-            value, p, action = best
-            cited = [p.post.id]
-            owner = action.owner
-            # "will do" after an unowned request names its owner.
-            for q in self._followers(p):
-                by = q.post.author
-                if _CONFIRM_RE.match(q.text) and (not owner or owner.lower() == by.lower()):
-                    owner = owner or q.post.author
-                    cited.append(q.post.id)
-                    break
-            text = _shorten(action.text, 200)
-            candidates.append((value, p.index, ActionItem(text=text, owner=owner, post_ids=cited)))
+            found = self._inferred_action(p)
+            if found is None or not found[1].text:
+                continue
+            strength, item = found
+            item.text = _shorten(item.text, 200)
+            used.update(item.post_ids)
+            candidates.append((strength + p.score, p.index, item))
         candidates.sort(key=lambda c: (-c[0], c[1]))
-        kept = candidates[:limit]
-        self.action_units = {self.posts[index].thread for _, index, _ in kept}
-        return [item for _, _, item in kept]
+        return [item for _, _, item in candidates[:limit]]
 
-    def _followers(self, p: _Post) -> list[_Post]:
-        if len(self.threads[p.thread]) > 1:
-            return [q for q in self.threads[p.thread] if q.index > p.index]
-        return self.posts[p.index + 1 : p.index + 3]
+    # -- highlights and open questions ----------------------------------------------------
 
-    # -- highlights ----------------------------------------------------------------------
+    def mention_highlights(self, chosen: Sequence[Highlight], limit: int) -> list[Highlight]:
+        """Highlights of the conversations not chosen that @mention someone, for that person."""
+        taken = {p for h in chosen for p in h.post_ids}
+        out: list[Highlight] = []
+        for conv in self.conversations:
+            if conv.head is None or conv.score == -math.inf or conv.head.post.id in taken:
+                continue
+            for p in conv.posts:
+                named = [m for m in p.mentions if m not in ("channel", "here", "all")]
+                if p.human and not p.post.context_only and named and p.length >= 3:
+                    head = conv.head if p is conv.head else p
+                    out.append(Highlight(f"@{head.author}: {self._gist(head)}", [head.post.id]))
+                    break
+            if len(out) >= limit:
+                break
+        return out
 
     def highlights(self, limit: int) -> list[Highlight]:
         w = self.weights
-        pool = [u for u in self.units if u.score > -math.inf]
-        chosen: list[_Unit] = []
-        unit_vecs = {u.key: _unit(u.vec) for u in pool}
+        pool = [c for c in self.conversations if c.head is not None and c.score > -math.inf]
+        chosen: list[_Conversation] = []
+        vecs = {c.key: _unit(c.vec) for c in pool}
         while pool and len(chosen) < limit:
-            # Maximal marginal relevance: a unit that repeats a chosen one is worth less.
-            def gain(u: _Unit) -> float:
-                overlap = max(
-                    (_cosine(unit_vecs[u.key], unit_vecs[c.key]) for c in chosen), default=0.0
-                )
-                covered = u.key in self.action_units and not self._unit_mentions_reader(u)
-                return u.score - w.redundancy * overlap - (w.covered_by_action if covered else 0)
+            # Maximal marginal relevance: a conversation repeating a chosen one is worth less.
+            def gain(c: _Conversation) -> float:
+                overlap = max((_cosine(vecs[c.key], vecs[o.key]) for o in chosen), default=0.0)
+                return c.score - w.redundancy * overlap
 
-            best = max(pool, key=lambda u: (gain(u), -u.posts[0].index))
-            chosen.append(best)
+            best = max(pool, key=lambda c: (gain(c), -c.first_index))
             pool.remove(best)
-        # What concerns the reader first, then the story in the order it happened.
-        chosen.sort(key=lambda u: (not self._unit_mentions_reader(u), u.posts[0].index))
-        return [self.highlight(u) for u in chosen]
+            if chosen and max(_cosine(vecs[best.key], vecs[o.key]) for o in chosen) >= _TWIN:
+                continue  # a near-duplicate of a chosen one
+            chosen.append(best)
+        chosen.sort(key=lambda c: c.first_index)
+        return [self.highlight(c) for c in chosen]
 
-    def _unit_mentions_reader(self, unit: _Unit) -> bool:
-        return any(self._reader_bonus(p) > 0 for p in unit.posts if not p.post.context_only)
+    def open_questions(self, limit: int) -> list[Highlight]:
+        """Questions that opened a conversation nobody else answered, newest first."""
+        found: list[Highlight] = []
+        for conv in reversed(self.conversations):
+            people = [p for p in conv.posts if p.human and not p.markup]
+            if not people or people[0].post.context_only:
+                continue
+            head = people[0]
+            if not _is_question(head.text) or head.length < 3:
+                continue
+            if self._answer(conv, head) is not None:
+                continue
+            found.append(
+                Highlight(f"@{head.author}: {self._gist(head)}", [p.post.id for p in people[:3]])
+            )
+            if len(found) >= limit:
+                break
+        return found
 
 
-def _highlight_count(units: int) -> int:
-    """More items for a longer window: about the square root of the number of threads."""
-    return max(1, min(MAX_HIGHLIGHTS, round(math.sqrt(units))))
+def _same_task(a: ActionItem, b: ActionItem) -> bool:
+    """Whether two action items are one task (shared posts, or the same words and owner)."""
+    if set(a.post_ids) & set(b.post_ids):
+        return True
+    wa, wb = set(_tokens(a.text)), set(_tokens(b.text))
+    overlap = len(wa & wb) / max(1, min(len(wa), len(wb)))
+    return overlap >= 0.6 and bool(set(a.owners) & set(b.owners) or not a.owner)
+
+
+# Two highlights this similar (cosine of their word vectors) say the same thing.
+_TWIN: Final = 0.6
+
+
+def _highlight_count(conversations: int) -> int:
+    """More items for a longer window: about the square root of the number of conversations."""
+    return max(1, min(MAX_HIGHLIGHTS, round(math.sqrt(conversations))))
 
 
 def summarize_posts(
@@ -642,30 +849,51 @@ def summarize_posts(
     max_highlights: int | None = None,
     max_action_items: int = MAX_ACTION_ITEMS,
 ) -> AgentResult:
-    """Summarize synchronously (what ExtractiveAgent.summarize runs)."""
+    """Summarize synchronously (what ExtractiveAgent.summarize runs); uses no reader field."""
     if not request.posts:
         return AgentResult()
     channel = _Channel(request, weights or Weights())
     channel.score_posts()
-    channel.score_units()
-    live_units = sum(1 for u in channel.units if u.score > -math.inf)
-    limit = max_highlights if max_highlights is not None else _highlight_count(live_units)
-    actions = channel.action_items(max_action_items)
-    highlights = channel.highlights(limit)
+    channel.score_conversations()
+    candidates = sum(1 for c in channel.conversations if c.score > -math.inf)
+    limit = max_highlights if max_highlights is not None else _highlight_count(candidates)
+    meeting_highlights, meeting_actions = channel.meeting_items()
+    chosen = channel.highlights(limit)
+    highlights = meeting_highlights + chosen
+    mentions = channel.mention_highlights(chosen, MAX_HIGHLIGHTS)
+    inferred = [
+        a
+        for a in channel.action_items(max_action_items)
+        if not any(_same_task(a, m) for m in meeting_actions)
+    ]
+    actions = meeting_actions[:MAX_EXPLICIT_ITEMS] + inferred
+    questions = channel.open_questions(MAX_OPEN_QUESTIONS)
     allowed = {p.id for p in request.posts}
-    clean = clean_items(highlights, actions, allowed)
+    clean = clean_items(highlights, actions, allowed, open_questions=questions, max_items=_MAX_LIST)
+    kept_mentions = clean_items(mentions, [], allowed).highlights
     prompt_tokens = sum(estimate_tokens(format_post_line(p)) for p in request.posts)
-    completion_tokens = estimate_tokens(result_json(clean.highlights, clean.action_items))
+    completion_tokens = estimate_tokens(
+        result_json(clean.highlights, clean.action_items, clean.open_questions)
+    )
     return AgentResult(
-        clean.highlights, clean.action_items, TokenUsage(prompt_tokens, completion_tokens)
+        clean.highlights,
+        clean.action_items,
+        TokenUsage(prompt_tokens, completion_tokens),
+        clean.open_questions,
+        kept_mentions,
     )
 
 
+# Bound of any one list after clean-up: explicit meeting items plus the inferred ones.
+_MAX_LIST: Final = MAX_EXPLICIT_ITEMS + MAX_HIGHLIGHTS + MAX_ACTION_ITEMS
+
 # ---------------------------------------------------------------------------------------------
-# Merge
+# Merge (the reader's stage)
 # ---------------------------------------------------------------------------------------------
 
 _DUPLICATE_COSINE: Final = 0.5
+# Highlights made from meeting markup: kept whole, before the conversations.
+_EXPLICIT_HIGHLIGHT_RE: Final = re.compile(r"^(?:Agreed: |Meeting(?: chaired by @\S+)?, topics: )")
 
 
 @dataclass(slots=True)
@@ -675,6 +903,14 @@ class _Item:
     score: float
     position: tuple[int, int]  # (part, index in the part)
     for_reader: bool
+
+
+def _concerns(item: Highlight | ActionItem, reader: str) -> bool:
+    if not reader:
+        return False
+    if isinstance(item, ActionItem) and reader in {o.lower() for o in item.owners}:
+        return True
+    return f"@{reader}" in item.text.lower() and not item.text.lower().startswith(f"@{reader}:")
 
 
 def _merge_list(
@@ -701,14 +937,13 @@ def _merge_list(
     scored: list[_Item] = []
     for (part, index, item), vec in zip(items, vecs, strict=True):
         score = weights.centrality * _cosine(vec, centroid)
-        # An item citing many posts (a thread) drew attention.
+        # An item citing many posts (a conversation) drew attention.
         score += weights.engagement * math.log1p(len(item.post_ids))
         if ranked:
             score += 0.3 / (1 + index)
         if _DECISION_RE.search(item.text):
             score += weights.decision
-        owner = item.owner.lower() if isinstance(item, ActionItem) else ""
-        for_reader = bool(reader) and (f"@{reader}" in item.text.lower() or owner == reader)
+        for_reader = _concerns(item, reader)
         if for_reader:
             score += weights.mention_reader
         scored.append(_Item(item, vec, score, (part, index), for_reader))
@@ -716,9 +951,11 @@ def _merge_list(
     for candidate in sorted(scored, key=lambda c: (-c.score, c.position)):
         twin = next((k for k in kept if _cosine(k.vec, candidate.vec) >= _DUPLICATE_COSINE), None)
         if twin is None:
-            kept.append(_Item(_copy(candidate.item), *_rest(candidate)))
+            kept.append(replace(candidate, item=_copy(candidate.item)))
             continue
-        twin.item.post_ids.extend(p for p in candidate.item.post_ids if p not in twin.item.post_ids)
+        room = MAX_CITATIONS - len(twin.item.post_ids)
+        extra = [p for p in candidate.item.post_ids if p not in twin.item.post_ids]
+        twin.item.post_ids.extend(extra[: max(0, room)])
         if isinstance(twin.item, ActionItem) and isinstance(candidate.item, ActionItem):
             twin.item.owner = twin.item.owner or candidate.item.owner
     chosen = kept[:limit]
@@ -727,13 +964,9 @@ def _merge_list(
     return [k.item for k in chosen]
 
 
-def _rest(item: _Item) -> tuple[Vector, float, tuple[int, int], bool]:
-    return item.vec, item.score, item.position, item.for_reader
-
-
 def _copy(item: Highlight | ActionItem) -> Highlight | ActionItem:
     if isinstance(item, ActionItem):
-        return ActionItem(item.text, item.owner, list(item.post_ids))
+        return ActionItem(item.text, item.owner, list(item.post_ids), explicit=item.explicit)
     return Highlight(item.text, list(item.post_ids))
 
 
@@ -744,19 +977,43 @@ def merge_results(
     max_highlights: int = MAX_HIGHLIGHTS,
     max_action_items: int = MAX_ACTION_ITEMS,
 ) -> AgentResult:
-    """Merge synchronously (what ExtractiveAgent.merge runs)."""
+    """Merge synchronously (what ExtractiveAgent.merge runs): the partials' items for one
+    reader, explicit meeting items first and whole, what concerns the reader next."""
     w = weights or Weights()
     reader = request.reader_username.lstrip("@").lower()
+    explicit_h: list[Highlight] = []
+    explicit_a: list[ActionItem] = []
     highlights: list[tuple[int, int, Highlight | ActionItem]] = []
     actions: list[tuple[int, int, Highlight | ActionItem]] = []
+    questions: list[Highlight] = []
     for part, partial in enumerate(request.partials):
-        highlights.extend((part, rank, h) for rank, h in enumerate(partial.highlights))
-        actions.extend((part, rank, a) for rank, a in enumerate(partial.action_items))
-    if not highlights and not actions:
+        for rank, h in enumerate(partial.highlights):
+            if _EXPLICIT_HIGHLIGHT_RE.match(h.text):
+                explicit_h.append(h)
+            else:
+                highlights.append((part, rank, h))
+        for rank, a in enumerate(partial.action_items):
+            if a.explicit:
+                explicit_a.append(a)
+            else:
+                actions.append((part, rank, a))
+        questions.extend(partial.open_questions)
+        # Left out for everyone else, shown to the one they mention.
+        highlights.extend(
+            (part, len(partial.highlights) + rank, h)
+            for rank, h in enumerate(partial.mentions)
+            if _concerns(h, reader)
+        )
+    if not (highlights or actions or explicit_h or explicit_a or questions):
         return AgentResult()
     # At least as many as the fullest part had, more when there were many parts.
-    widest = max(len(p.highlights) for p in request.partials)
+    widest = max(
+        sum(1 for h in p.highlights if not _EXPLICIT_HIGHLIGHT_RE.match(h.text))
+        for p in request.partials
+    )
+    for_reader = sum(1 for _, _, h in highlights if _concerns(h, reader))
     h_limit = min(max_highlights, max(widest, round(math.sqrt(2 * len(highlights)))))
+    h_limit = max(h_limit, min(max_highlights, widest + for_reader))
     merged_h = [
         h
         for h in _merge_list(highlights, reader, h_limit, w, ranked=False)
@@ -767,14 +1024,35 @@ def merge_results(
         for a in _merge_list(actions, reader, max_action_items, w, ranked=True)
         if isinstance(a, ActionItem)
     ]
-    allowed = {p for _, _, item in [*highlights, *actions] for p in item.post_ids}
-    clean = clean_items(merged_h, merged_a, allowed)
-    prompt_tokens = sum(
-        estimate_tokens(result_json(p.highlights, p.action_items)) for p in request.partials
+    # The reader's own explicit actions first; explicit ones keep their order otherwise.
+    explicit_a.sort(key=lambda a: not _concerns(a, reader))
+    # A question some other part's highlight cites was answered there.
+    answered = {p for h in [*explicit_h, *merged_h] for p in h.post_ids}
+    open_q = [q for q in questions if not set(q.post_ids[:1]) & answered]
+    open_q.sort(key=lambda q: not _concerns(q, reader))
+    everything: list[Highlight | ActionItem] = [*explicit_h, *explicit_a, *questions]
+    everything += [m for partial in request.partials for m in partial.mentions]
+    everything += [item for _, _, item in [*highlights, *actions]]
+    allowed = {p for item in everything for p in item.post_ids}
+    clean = clean_items(
+        [*explicit_h[:MAX_EXPLICIT_ITEMS], *merged_h],
+        [*explicit_a[:MAX_EXPLICIT_ITEMS], *merged_a],
+        allowed,
+        open_questions=open_q[:MAX_OPEN_QUESTIONS],
+        max_items=_MAX_LIST,
     )
-    completion_tokens = estimate_tokens(result_json(clean.highlights, clean.action_items))
+    prompt_tokens = sum(
+        estimate_tokens(result_json(p.highlights, p.action_items, p.open_questions))
+        for p in request.partials
+    )
+    completion_tokens = estimate_tokens(
+        result_json(clean.highlights, clean.action_items, clean.open_questions)
+    )
     return AgentResult(
-        clean.highlights, clean.action_items, TokenUsage(prompt_tokens, completion_tokens)
+        clean.highlights,
+        clean.action_items,
+        TokenUsage(prompt_tokens, completion_tokens),
+        clean.open_questions,
     )
 
 
@@ -793,14 +1071,14 @@ class ExtractiveAgent:
         self.weights = weights or Weights()
 
     async def summarize(self, request: SummarizeRequest) -> AgentResult:
-        """Highlights and action items picked from the request's posts."""
+        """Highlights, action items and open questions picked from the request's posts."""
         with self._metered("summarize"):
             if len(request.posts) > _THREAD_OFFLOAD_POSTS:
                 return await asyncio.to_thread(summarize_posts, request, weights=self.weights)
             return summarize_posts(request, weights=self.weights)
 
     async def merge(self, request: MergeRequest) -> AgentResult:
-        """The partials' items re-ranked, near-duplicates folded together."""
+        """The partials' items ranked for the reader, near-duplicates folded together."""
         with self._metered("merge"):
             return merge_results(request, weights=self.weights)
 

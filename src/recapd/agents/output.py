@@ -62,8 +62,17 @@ RECAP_JSON_SCHEMA: Final[dict[str, Any]] = {
                 "additionalProperties": False,
             },
         },
+        "open_questions": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"text": {"type": "string"}, "post_ids": _CITATIONS},
+                "required": ["text", "post_ids"],
+                "additionalProperties": False,
+            },
+        },
     },
-    "required": ["highlights", "action_items"],
+    "required": ["highlights", "action_items", "open_questions"],
     "additionalProperties": False,
 }
 
@@ -87,6 +96,7 @@ class ParsedOutput:
     highlights: list[Highlight] = field(default_factory=list)
     action_items: list[ActionItem] = field(default_factory=list)
     dropped_citations: int = 0
+    open_questions: list[Highlight] = field(default_factory=list)
 
 
 _FENCE_RE: Final = re.compile(r"```[ \t]*(?:json|JSON)?[ \t]*\n?(.*?)```", re.DOTALL)
@@ -126,6 +136,7 @@ def extract_json_object(text: str) -> dict[str, Any]:
 _SPACE_RE: Final = re.compile(r"\s+")
 # The original's citation marker; models trained on it, or told about it elsewhere, emit it.
 _PERMALINK_RE: Final = re.compile(r"\[PERMALINK:[^\]]*\]", re.IGNORECASE)
+_OWNER_SPLIT_RE: Final = re.compile(r"\s*(?:,|&|\band\b)\s*", re.IGNORECASE)
 _NO_OWNER: Final = frozenset({"", "none", "null", "nobody", "n/a", "na", "-", "unassigned", "?"})
 
 
@@ -142,12 +153,19 @@ def trim_text(text: str, limit: int = MAX_TEXT_CHARS) -> str:
 
 
 def normalize_owner(owner: str) -> str:
-    """A username without "@" (first word only), or "" when the model wrote none."""
+    """Usernames without "@" joined by ", " ("@a and @b" -> "a, b"; "@a (lead)" -> "a"), or
+    "" when the model wrote none."""
     value = _SPACE_RE.sub(" ", owner).strip().strip(",.;:")
     if value.lower() in _NO_OWNER:
         return ""
-    value = value.split(" ", 1)[0] if value.startswith("@") else value
-    return value.lstrip("@")[:MAX_OWNER_CHARS]
+    names: list[str] = []
+    for piece in _OWNER_SPLIT_RE.split(value):
+        name = piece.strip().strip(",.;:")
+        name = name.split(" ", 1)[0] if name.startswith("@") else name
+        name = name.lstrip("@")
+        if name and name.lower() not in _NO_OWNER and name not in names:
+            names.append(name)
+    return ", ".join(names)[:MAX_OWNER_CHARS]
 
 
 def _citations(post_ids: Iterable[str], allowed: Collection[str]) -> tuple[list[str], int]:
@@ -168,36 +186,40 @@ def clean_items(
     action_items: Iterable[ActionItem],
     allowed_post_ids: Collection[str],
     *,
+    open_questions: Iterable[Highlight] = (),
     max_items: int = MAX_ITEMS,
     max_text_chars: int = MAX_TEXT_CHARS,
 ) -> ParsedOutput:
     """Drop unknown citations and empty items, merge exact duplicates, trim texts and lists."""
     out = ParsedOutput()
     seen: dict[str, Highlight | ActionItem] = {}
-    items: list[Highlight | ActionItem] = [*highlights, *action_items]
-    for item in items:
-        text = trim_text(_PERMALINK_RE.sub("", item.text), max_text_chars)
-        post_ids, dropped = _citations(item.post_ids, allowed_post_ids)
-        out.dropped_citations += dropped
-        if not text:
-            continue
-        is_action = isinstance(item, ActionItem)
-        key = f"{'a' if is_action else 'h'}:{text.casefold()}"
-        if key in seen:
-            # The same sentence twice: one item, citing both sets of posts.
-            previous = seen[key]
-            previous.post_ids.extend(p for p in post_ids if p not in previous.post_ids)
-            continue
-        clean: Highlight | ActionItem
-        if isinstance(item, ActionItem):
-            clean = ActionItem(text=text, owner=normalize_owner(item.owner), post_ids=post_ids)
-            if len(out.action_items) < max_items:
-                out.action_items.append(clean)
-        else:
-            clean = Highlight(text=text, post_ids=post_ids)
-            if len(out.highlights) < max_items:
-                out.highlights.append(clean)
-        seen[key] = clean
+    lists: tuple[tuple[str, Iterable[Highlight | ActionItem], list[Any]], ...] = (
+        ("h", highlights, out.highlights),
+        ("a", action_items, out.action_items),
+        ("q", open_questions, out.open_questions),
+    )
+    for kind, items, kept in lists:
+        for item in items:
+            text = trim_text(_PERMALINK_RE.sub("", item.text), max_text_chars)
+            post_ids, dropped = _citations(item.post_ids, allowed_post_ids)
+            out.dropped_citations += dropped
+            if not text:
+                continue
+            key = f"{kind}:{text.casefold()}"
+            if key in seen:
+                # The same sentence twice: one item, citing both sets of posts.
+                previous = seen[key]
+                previous.post_ids.extend(p for p in post_ids if p not in previous.post_ids)
+                continue
+            clean: Highlight | ActionItem
+            if isinstance(item, ActionItem):
+                owner = normalize_owner(item.owner)
+                clean = ActionItem(text, owner, post_ids, explicit=item.explicit)
+            else:
+                clean = Highlight(text=text, post_ids=post_ids)
+            if len(kept) < max_items:
+                kept.append(clean)
+            seen[key] = clean
     return out
 
 
@@ -258,21 +280,34 @@ def parse_output(
     for index, raw in enumerate(_item_list(data, "action_items")):
         item_text, owner, post_ids = _item_fields(raw, f"action_items[{index}]")
         actions.append(ActionItem(text=item_text, owner=owner, post_ids=post_ids))
+    questions: list[Highlight] = []
+    for index, raw in enumerate(_item_list(data, "open_questions")):
+        item_text, _, post_ids = _item_fields(raw, f"open_questions[{index}]")
+        questions.append(Highlight(text=item_text, post_ids=post_ids))
     return clean_items(
         highlights,
         actions,
         allowed_post_ids,
+        open_questions=questions,
         max_items=max_items,
         max_text_chars=max_text_chars,
     )
 
 
-def result_json(highlights: Sequence[Highlight], action_items: Sequence[ActionItem]) -> str:
+def result_json(
+    highlights: Sequence[Highlight],
+    action_items: Sequence[ActionItem],
+    open_questions: Sequence[Highlight] = (),
+) -> str:
     """The answer as JSON in the schema's shape (what a model would have written)."""
     return json.dumps(
         {
             "highlights": [h.to_dict() for h in highlights],
-            "action_items": [a.to_dict() for a in action_items],
+            "action_items": [
+                {"text": a.text, "owner": a.owner, "post_ids": list(a.post_ids)}
+                for a in action_items
+            ],
+            "open_questions": [q.to_dict() for q in open_questions],
         },
         ensure_ascii=False,
     )

@@ -265,6 +265,8 @@ class RecapService:
             agent,
             self.agent_calls,
             max_tokens_per_call=lim.effective_limit("max_tokens_per_recap"),
+            # The recap bot's own announcements are never recapped as news.
+            bot_names=(*lim.bot_usernames, self.settings.delivery.bot_username),
         )
         done = {c.channel_id: c for c in recap.channels if c.status == ChannelStatus.SUCCESS}
         todo = [c for c in recap.channel_ids if c not in done]

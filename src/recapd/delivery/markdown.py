@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from recapd.delivery.text import owner_names
 from recapd.model.recap import ChannelStatus, Recap, RecapStatus
 
 # Channel-wide mentions copied from chat by the agent must not ping a whole channel when the
@@ -81,7 +82,7 @@ def render_message(
         if ch.status == ChannelStatus.FAILED:
             lines.append(f"_This channel could not be summarized: {m.text(ch.error)}_")
             continue
-        if not ch.highlights and not ch.action_items:
+        if not ch.highlights and not ch.action_items and not ch.open_questions:
             lines.append("Nothing new.")
         if ch.highlights:
             lines.append(m.bold("Highlights"))
@@ -91,9 +92,16 @@ def render_message(
         if ch.action_items:
             lines.append(m.bold("Action items"))
             for a in ch.action_items:
-                owner = f" (@{m.text(a.owner)})" if a.owner else ""
+                owner = f" ({m.text(owner_names(a))})" if a.owner else ""
                 links = _links(m, a.post_ids, permalinks)
                 lines.append(f"- [ ] {m.text(a.text)}{owner}{links}")
+        if ch.open_questions:
+            lines.append(m.bold("Open questions"))
+            lines += [
+                f"- {m.text(q.text)}{_links(m, q.post_ids, permalinks)}" for q in ch.open_questions
+            ]
+        if ch.notice:
+            lines.append(f"_{m.text(ch.notice)}_")
     return "\n".join(lines)
 
 

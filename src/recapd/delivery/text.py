@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from recapd.model.recap import ChannelStatus, Recap
+from recapd.model.recap import ActionItem, ChannelStatus, Recap
+
+
+def owner_names(item: ActionItem) -> str:
+    """An action item's owners as a reader sees them: "@ann, @bob", or "everyone"."""
+    return ", ".join(o if o.lower() == "everyone" else f"@{o}" for o in item.owners)
 
 
 def _links(post_ids: list[str], permalinks: Mapping[str, str]) -> str:
@@ -23,7 +28,7 @@ def render_recap(recap: Recap, permalinks: Mapping[str, str]) -> str:
         if ch.status == ChannelStatus.FAILED:
             lines.append(f"(failed: {ch.error})")
             continue
-        if not ch.highlights and not ch.action_items:
+        if not ch.highlights and not ch.action_items and not ch.open_questions:
             lines.append("Nothing new.")
         if ch.highlights:
             lines.append("Highlights:")
@@ -31,6 +36,11 @@ def render_recap(recap: Recap, permalinks: Mapping[str, str]) -> str:
         if ch.action_items:
             lines.append("Action items:")
             for a in ch.action_items:
-                owner = f" (@{a.owner})" if a.owner else ""
+                owner = f" ({owner_names(a)})" if a.owner else ""
                 lines.append(f"- [ ] {a.text}{owner}{_links(a.post_ids, permalinks)}")
+        if ch.open_questions:
+            lines.append("Open questions:")
+            lines += [f"- {q.text}{_links(q.post_ids, permalinks)}" for q in ch.open_questions]
+        if ch.notice:
+            lines.append(f"({ch.notice})")
     return "\n".join(lines)

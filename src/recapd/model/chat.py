@@ -5,7 +5,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
+
+# Log bots: meeting bots, bug and review feeds, evaluators. A name ending in "bot" is a bot too.
+DEFAULT_BOT_NAMES: Final[tuple[str, ...]] = (
+    "meetbot",
+    "mootbot",
+    "ubottu",
+    "ubotu",
+    "wikibugs",
+    "gerrit-wm",
+    "wm-bot",
+    "stashbot",
+    "eval",
+    "cia",
+    "github",
+    "travis-ci",
+    "jenkins",
+    "dependabot",
+    "recap-bot",
+)
 
 
 class ChannelType(StrEnum):

@@ -75,6 +75,8 @@ def _row_to_channel(row: sa.Row[Any]) -> RecapChannel:
         status=m["status"],
         error=m["error"],
         create_at=m["create_at"],
+        open_questions=[Highlight.from_dict(q) for q in m["open_questions"]],
+        notice=m["notice"],
     )
 
 
@@ -90,6 +92,8 @@ def _channel_to_row(rc: RecapChannel) -> dict[str, Any]:
         "status": str(rc.status),
         "error": rc.error,
         "create_at": rc.create_at,
+        "open_questions": [q.to_dict() for q in rc.open_questions],
+        "notice": rc.notice,
     }
 
 

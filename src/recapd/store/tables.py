@@ -139,6 +139,8 @@ recap_channels = sa.Table(
     sa.Column("status", sa.String(32), nullable=False),
     sa.Column("error", sa.Text, nullable=False, server_default=""),
     _ms("create_at"),
+    sa.Column("open_questions", Json, nullable=False, server_default=sa.text("'[]'")),
+    sa.Column("notice", sa.Text, nullable=False, server_default=""),
 )
 sa.Index(
     "uq_recap_channels_recap_id_channel_id",

@@ -46,6 +46,11 @@ class PostBudget:
             self._split.set()
 
     @property
+    def limit(self) -> int:
+        """The posts the whole recap may read (-1: unlimited)."""
+        return self._limit
+
+    @property
     def unlimited(self) -> bool:
         return self._limit < 0
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 from typing import Final
 
 from recapd.agents.base import AgentPost
+from recapd.model.chat import DEFAULT_BOT_NAMES
 
 __all__ = [
     "DEFAULT_BOT_NAMES",
@@ -41,24 +42,6 @@ __all__ = [
     "link_posts",
 ]
 
-# Log bots: meeting bots, bug and review feeds, evaluators. A name ending in "bot" is a bot too.
-DEFAULT_BOT_NAMES: Final = (
-    "meetbot",
-    "mootbot",
-    "ubottu",
-    "ubotu",
-    "wikibugs",
-    "gerrit-wm",
-    "wm-bot",
-    "stashbot",
-    "eval",
-    "cia",
-    "github",
-    "travis-ci",
-    "jenkins",
-    "dependabot",
-    "recap-bot",
-)
 
 _MINUTE_MS: Final = 60_000
 # How far back an answer is looked for, and how long a same-author run lasts.
@@ -74,6 +57,7 @@ _BOT_TRIGGER_POSTS: Final = 3
 _BOT_FEED_POSTS: Final = 300
 
 _ADDRESS_RE: Final = re.compile(r"^\s*@?([^\s:,]+)\s*[:,]")
+_ABSENT_RE: Final = re.compile(r"^\s*@[\w.\-]+")
 _NAME_TOKEN_RE: Final = re.compile(r"@?([\w\-\[\]\\`^{}|.]*[\w\-\[\]\\`^{}|])")
 _QUESTION_RE: Final = re.compile(r"[?\uff1f](?:\s|$)")
 _GREETING_RE: Final = re.compile(
@@ -204,6 +188,9 @@ class _Linker:
         mentions = self._mentions(post, author)
         self.mentions.append(mentions)
         last_own = self.last_by.get(author)
+        if _ABSENT_RE.match(post.message) and not mentions:
+            # "@name ..." to someone who has not spoken here: a new conversation with them.
+            return i, "to-absent"
         target = self._addressee(post, author, mentions)
         if target:
             return self._addressed(i, author, target, last_own), "addressed"
@@ -293,15 +280,18 @@ class _Linker:
         quick = previous >= 0 and self._age(i, previous) < _QUICK_MS
         question = bool(_QUESTION_RE.search(post.message))
         words = len(post.message.split())
+        # A newcomer's short reaction right after someone spoke ("nice, thanks") follows it;
+        # anything longer from a newcomer opens a topic.
+        newcomer_opens = last_own is None and (words >= _TOPIC_QUESTION_WORDS or not quick)
         if (
             _GREETING_RE.match(post.message)
-            or last_own is None
+            or newcomer_opens
             or (question and (words >= _TOPIC_QUESTION_WORDS or not quick))
         ):
             return i, "start"
-        if question and previous >= 0:
+        if (question or last_own is None) and previous >= 0:
             return previous, "follow-up"
-        if self._age(i, last_own) < _SAME_AUTHOR_MS:
+        if last_own is not None and self._age(i, last_own) < _SAME_AUTHOR_MS:
             return last_own, "continuation"
         return (previous, "previous") if previous >= 0 else (i, "start")
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
 
 from recapd.agents.base import (
     Agent,
@@ -18,10 +19,12 @@ from recapd.agents.base import (
 )
 from recapd.chat.source import ChatSource
 from recapd.model.app_error import AppError
-from recapd.model.chat import Channel, Post, User
+from recapd.model.chat import DEFAULT_BOT_NAMES, Channel, Post, User
 from recapd.model.recap import ActionItem, ChannelStatus, Highlight, RecapChannel
+from recapd.model.tz import load_zone
 from recapd.summarize.budget import PostBudget
 from recapd.summarize.chunking import split_parts
+from recapd.summarize.conversations import annotate
 from recapd.summarize.window import FALLBACK_LATEST_POSTS, window_start
 
 # Tokens kept free in every call for the instructions around the posts and for the answer.
@@ -64,10 +67,12 @@ class ChannelSummarizer:
         agent_calls: asyncio.Semaphore,
         *,
         max_tokens_per_call: int = -1,
+        bot_names: Collection[str] = DEFAULT_BOT_NAMES,
     ) -> None:
         self.chat = chat
         self.agent = agent
         self.agent_calls = agent_calls
+        self.bot_names = tuple(bot_names)
         budget = agent.context_tokens - PROMPT_RESERVE_TOKENS
         if max_tokens_per_call > 0:
             budget = min(budget, max_tokens_per_call)
@@ -87,8 +92,12 @@ class ChannelSummarizer:
                 return ChannelSummary(result)
             posts = await self._window_posts(job)
             granted = await budget.take(job.channel_id, len(posts))
-            # Over the post budget, the newest posts are kept (the limit is the admin's).
-            posts = posts[len(posts) - granted :] if granted < len(posts) else posts
+            if granted < len(posts):
+                # Over the post budget, the newest posts are kept (the limit is the admin's),
+                # and the card says what was left out.
+                cut = posts[: len(posts) - granted]
+                result.notice = _cut_notice(cut, budget.limit, job.reader)
+                posts = posts[len(posts) - granted :]
             return await self._summarize_posts(job, channel, posts, result)
         except Exception as exc:  # one channel failing never fails the others
             result.status = ChannelStatus.FAILED
@@ -118,7 +127,8 @@ class ChannelSummarizer:
                 replies[p.root_id] = replies.get(p.root_id, 0) + 1
         out = [self._agent_post(r, users, replies, context_only=True) for r in roots.values()]
         out += [self._agent_post(p, users, replies, context_only=False) for p in posts]
-        return out
+        # Who replied to whom, bots and noise marked: the structure every agent reads.
+        return annotate(out, self.bot_names)
 
     def _agent_post(
         self, p: Post, users: dict[str, User], replies: dict[str, int], *, context_only: bool
@@ -138,6 +148,7 @@ class ChannelSummarizer:
             reply_count=replies.get(p.id, 0),
             reaction_count=len(p.reactions),
             context_only=context_only,
+            is_bot=bool(user and user.is_bot),
         )
 
     async def _summarize_posts(
@@ -170,8 +181,10 @@ class ChannelSummarizer:
         allowed = {p.id for p in agent_posts}
         highlights = (_cited_highlight(h, allowed) for h in merged.highlights)
         actions = (_cited_action(a, allowed) for a in merged.action_items)
+        questions = (_cited_highlight(q, allowed) for q in merged.open_questions)
         result.highlights = [h for h in highlights if h.text]
         result.action_items = [a for a in actions if a.text]
+        result.open_questions = [q for q in questions if q.text]
         result.status = ChannelStatus.SUCCESS
         return summary
 
@@ -185,7 +198,10 @@ class ChannelSummarizer:
     async def _reduce(
         self, partials: list[AgentResult], job: ChannelJob, name: str, s: ChannelSummary
     ) -> AgentResult:
-        # Merge in rounds of MERGE_FAN_IN so no merge call outgrows the context.
+        # Merge in rounds of MERGE_FAN_IN so no merge call outgrows the context. One part is
+        # merged too: the reader's stage (what concerns them first) lives in the merge.
+        if len(partials) == 1:
+            return await self._call_merge(partials, job, name, s, single=True)
         while len(partials) > 1:
             groups = [partials[i : i + MERGE_FAN_IN] for i in range(0, len(partials), MERGE_FAN_IN)]
             partials = list(
@@ -194,9 +210,15 @@ class ChannelSummarizer:
         return partials[0]
 
     async def _call_merge(
-        self, group: list[AgentResult], job: ChannelJob, name: str, s: ChannelSummary
+        self,
+        group: list[AgentResult],
+        job: ChannelJob,
+        name: str,
+        s: ChannelSummary,
+        *,
+        single: bool = False,
     ) -> AgentResult:
-        if len(group) == 1:
+        if len(group) == 1 and not single:
             return group[0]
         req = MergeRequest(
             channel_id=job.channel_id,
@@ -209,9 +231,28 @@ class ChannelSummarizer:
         )
         async with self.agent_calls:
             res = await self.agent.merge(req)
-        s.calls += 1
+        if res.usage.total_tokens or not single:
+            s.calls += 1
         s.usage = s.usage + res.usage
         return res
+
+
+def _cut_notice(cut: Sequence[Post], limit: int, reader: User) -> str:
+    """What a post limit left unread, in the reader's zone: "The 670 oldest messages
+    (09:12-13:40 UTC) were not read: a recap reads at most 500." """
+    zone: tzinfo = UTC
+    if reader.timezone:
+        try:
+            zone = load_zone(reader.timezone)
+        except Exception:  # an unknown zone on the profile: UTC, said as such
+            zone = UTC
+    first = datetime.fromtimestamp(cut[0].create_at / 1000, zone)
+    last = datetime.fromtimestamp(cut[-1].create_at / 1000, zone)
+    fmt = "%H:%M" if first.date() == last.date() else "%a %H:%M"
+    span = f"{first.strftime(fmt)}-{last.strftime(fmt)} {first.tzname() or 'UTC'}"
+    what = "The oldest message" if len(cut) == 1 else f"The {len(cut)} oldest messages"
+    verb = "was" if len(cut) == 1 else "were"
+    return f"{what} ({span}) {verb} not read: the limit for this recap is {limit} messages."
 
 
 def _cited_highlight(h: Highlight, allowed: set[str]) -> Highlight:
@@ -222,7 +263,7 @@ def _cited_highlight(h: Highlight, allowed: set[str]) -> Highlight:
 def _cited_action(a: ActionItem, allowed: set[str]) -> ActionItem:
     """The action item citing only posts that were in the input, owner without "@"."""
     ids = [i for i in dict.fromkeys(a.post_ids) if i in allowed]
-    return ActionItem(a.text.strip(), a.owner.strip().lstrip("@"), ids)
+    return ActionItem(a.text.strip(), a.owner.strip().lstrip("@"), ids, explicit=a.explicit)
 
 
 def _reason(exc: Exception) -> str:

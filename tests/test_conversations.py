@@ -1,0 +1,171 @@
+"""The conversation step on real IRC log excerpts (irc-disentanglement data, CC-BY-4.0:
+Kummerfeld et al. 2019; Gouravajhala et al. 2023), and its measures on the whole annotated
+logs when ../shared/data is there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from recapd.agents.base import AgentPost
+from recapd.summarize.conversations import annotate, group_conversations, is_bot_name, link_posts
+from recapd.summarize.link_eval import (
+    addressed_baseline,
+    load_annotated,
+    previous_baseline,
+    recapd_links,
+    score_links,
+)
+
+BASE_MS = 1_545_818_340_000
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "irc"
+
+
+def log(lines: list[tuple[int, str, str]]) -> list[AgentPost]:
+    """(seconds into the excerpt, nick, text) -> posts p0, p1, ..."""
+    return [
+        AgentPost(f"p{i}", nick, BASE_MS + sec * 1000, text)
+        for i, (sec, nick, text) in enumerate(lines)
+    ]
+
+
+def parents(posts: list[AgentPost]) -> dict[str, str]:
+    return {p.id: p.reply_to or p.id for p in annotate(posts)}
+
+
+# rust.1, 2018-12-26 10:41-10:51
+RUST = log(
+    [
+        (
+            0,
+            "Yatekii",
+            "folks, I am sorry to bug again, but I still have this issue: "
+            "https://play.rust-lang.org/?gist=9e08b6f8 i am pretty sure it's not a rust limitation",
+        ),
+        (
+            194,
+            "stephaneyfx",
+            "Yatekii: When you have `&'b mut &'a mut T` and you dereference, "
+            "you only get `&'b mut T`, not `&'a mut T`",
+        ),
+        (
+            300,
+            "stephaneyfx",
+            "Yatekii: Iter borrows Arena mutably and there can only be one "
+            "thing borrowing another thing mutably.",
+        ),
+        (356, "Yatekii", "stephaneyfx: so you say iter would need the arena moved to it?"),
+        (439, "Yatekii", "(that would suck, bigtime :D)"),
+        (457, "Yatekii", "I mean how does Vec<T> do that? it has iter_mut() too, doesn't it?"),
+        (
+            551,
+            "stephaneyfx",
+            "Yatekii: I'm not saying the arena should be moved. I merely tried "
+            "to explain the error and what rules were broken (mutable aliasing).",
+        ),
+        (
+            588,
+            "proc",
+            "I need a cache that has an i32->String mapping and drops all entries "
+            "older than X hours",
+        ),
+        (598, "proc", "(I don't need to know when an entry gets dropped)"),
+    ]
+)
+
+
+def test_addressed_replies_answers_and_continuations() -> None:
+    got = parents(RUST)
+    assert got["p0"] == "p0"  # a new question starts a conversation
+    assert got["p1"] == "p0"  # "Yatekii: ..." answers Yatekii's question
+    assert got["p2"] == "p1"  # the same person going on to the same addressee
+    assert got["p3"] in ("p1", "p2")  # "stephaneyfx: ..." answers stephaneyfx
+    assert got["p4"] == "p3"  # same author, moments later
+    assert got["p7"] == "p7"  # proc opens a topic of his own
+    assert got["p8"] == "p7"
+
+
+def test_conversations_are_the_linked_posts() -> None:
+    conversations = group_conversations(annotate(RUST))
+    assert [[p.id for p in c.posts] for c in conversations] == [
+        ["p0", "p1", "p2", "p3", "p4", "p5", "p6"],
+        ["p7", "p8"],
+    ]
+    assert conversations[0].participants == ["Yatekii", "stephaneyfx"]
+
+
+def test_explicit_threads_are_kept_as_they_are() -> None:
+    posts = [
+        AgentPost("root", "alice", BASE_MS, "Should we move the release to Friday?"),
+        AgentPost("x", "bob", BASE_MS + 1000, "bob: unrelated, the build is green"),
+        AgentPost("r1", "carol", BASE_MS + 2000, "Friday works for QA", root_id="root"),
+        AgentPost("r2", "dave", BASE_MS + 3000, "fine by me", root_id="old-root"),
+    ]
+    got = {p.id: p for p in annotate(posts)}
+    assert got["r1"].reply_to == "root" and got["r1"].conversation_id == "root"
+    # A reply whose thread began before the window stays in that thread.
+    assert got["r2"].conversation_id == "old-root"
+    assert {link.rule for link in link_posts(posts) if link.post_id in ("r1", "r2")} == {"thread"}
+
+
+def test_bots_answer_their_trigger_and_are_marked() -> None:
+    # ubuntu-meeting.1, 2009-10-20 14:09
+    posts = log(
+        [
+            (0, "ogra", "bug 445358"),
+            (
+                2,
+                "ubottu",
+                'Launchpad bug 445358 in cdrdao "cdrdao fails to build on armv7l" '
+                "[High,Fix released] https://launchpad.net/bugs/445358",
+            ),
+            (30, "MootBot", "Commands Available: [TOPIC], [IDEA], [ACTION], [AGREED], [LINK]"),
+            (40, "lool", "!ping"),
+        ]
+    )
+    got = {p.id: p for p in annotate(posts)}
+    assert got["p1"].is_bot and got["p1"].reply_to == "p0"
+    assert got["p2"].is_bot and not got["p0"].is_bot
+    assert got["p3"].is_noise and not got["p0"].is_noise
+
+
+@pytest.mark.parametrize(
+    ("name", "bot"),
+    [
+        ("MootBot", True),
+        ("ubottu", True),
+        ("wikibugs", True),
+        ("CIA-6", True),
+        ("gerrit-wm", True),
+        ("recap-bot", True),
+        ("stephaneyfx", False),
+        ("bottle", False),
+    ],
+)
+def test_bot_names(name: str, bot: bool) -> None:
+    assert is_bot_name(name) is bot
+
+
+def test_a_configured_list_replaces_the_defaults() -> None:
+    posts = [AgentPost("a", "eval", BASE_MS, "eval: 1 + 1"), AgentPost("b", "ops-feed", 0, "x")]
+    marked = {p.id: p.is_bot for p in annotate(posts, bot_names=("ops-feed",))}
+    assert marked == {"a": False, "b": True}
+
+
+def test_input_order_does_not_matter() -> None:
+    shuffled = list(reversed(RUST))
+    assert parents(shuffled) == parents(RUST)
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data is not there")
+def test_beats_both_baselines_on_the_annotated_logs() -> None:
+    for pattern, floor in (("new-domains/*.ascii.txt", 0.72), ("ubuntu-test/*.raw.txt", 0.66)):
+        logs = [load_annotated(p) for p in sorted(DATA.glob(pattern))]
+        ours = score_links(logs, recapd_links)
+        best_baseline = max(
+            score_links(logs, fn).accuracy for fn in (previous_baseline, addressed_baseline)
+        )
+        assert ours.accuracy >= floor
+        assert ours.accuracy >= best_baseline + 0.10
+        assert ours.cluster_f1 > 0.4

@@ -1,12 +1,19 @@
-"""Summary quality of the extractive agent: ROUGE-1/2/L F1 against human references.
+"""Summary quality of the extractive agent, in one run:
 
-DialogSum (test split, three references per dialogue): each "#PersonN#: ..." line becomes a
-post by that speaker; the recap's highlights, joined, are the summary. Two baselines are scored
-in the same run: the first three turns, and three random turns (fixed seed). QMSum (general
-summaries of long meetings) goes through map-reduce: parts that fit a small context are
-summarized one by one, then merged.
+- ROUGE-1/2/L F1 against human references. DialogSum (test split, three references per
+  dialogue): each "#PersonN#: ..." line becomes a post by that speaker; the recap's highlights,
+  joined, are the summary. Baselines in the same run: the first three turns, three random
+  turns (fixed seed), and the opening turns cut to the recap's length (a longer baseline
+  flatters the comparison, so the length-matched one is the fair yardstick). QMSum (general
+  summaries of long meetings) goes through map-reduce: parts that fit a small context are
+  summarized one by one, then merged.
+- The IRC measures of bench/irc_quality.py: conversation links against two baselines,
+  meeting AGREED/ACTION coverage, what the highlights are made of.
 
-    python3 bench/quality.py [--data ../shared/data] [--split test|dev] [--limit N]
+Every summary goes the pipeline's way: the conversation step, the map stage, the reader's
+stage (merge).
+
+    python3 bench/quality.py [--data ../shared/data] [--split test|dev] [--limit N] [--show rust.1]
 
 Needs `rouge-score`. Skips a data set, with a message, when its files are absent.
 """
@@ -31,12 +38,14 @@ from benchenv import enter
 if __name__ == "__main__":
     enter(__file__)
 
+import irc_quality
 from rich.console import Console
 from rich.table import Table
 
 from recapd.agents.base import AgentPost, AgentResult, MergeRequest, SummarizeRequest
 from recapd.agents.extractive import ExtractiveAgent
 from recapd.agents.prompt import format_post_line
+from recapd.summarize.conversations import annotate
 
 try:
     from rouge_score import rouge_scorer
@@ -47,7 +56,7 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MEASURES = ("rouge1", "rouge2", "rougeL")
 BASE_MS = 1_700_000_000_000
 TURN_MS = 30_000
-console = Console()
+console = Console(width=150)
 
 
 @dataclass
@@ -95,11 +104,16 @@ def _request(posts: list[AgentPost], part: int = 1, parts: int = 1) -> Summarize
         channel_id="bench",
         channel_name="bench",
         posts=posts,
-        reader_id="reader",
-        reader_username="reader",
+        reader_id="",
+        reader_username="",
         part=part,
         parts=parts,
     )
+
+
+async def _reduce(agent: ExtractiveAgent, partials: list[AgentResult]) -> AgentResult:
+    """The reader's stage, for a reader who is not in the conversation."""
+    return await agent.merge(MergeRequest("bench", "bench", partials, "reader", "reader"))
 
 
 def _summary(result: AgentResult) -> str:
@@ -126,7 +140,12 @@ async def bench_dialogsum(
 ) -> dict[str, Scores]:
     """Scores of the agent and both baselines on one DialogSum split."""
     rng = random.Random(20240521)
-    scores = {"extractive": Scores(), "first 3 turns": Scores(), "random 3 turns": Scores()}
+    scores = {
+        "extractive": Scores(),
+        "first 3 turns": Scores(),
+        "random 3 turns": Scores(),
+        "first turns, same length": Scores(),
+    }
     with path.open(encoding="utf-8") as stream:
         for number, line in enumerate(stream):
             if limit is not None and number >= limit:
@@ -134,11 +153,15 @@ async def bench_dialogsum(
             record = json.loads(line)
             refs = [record[k] for k in ("summary1", "summary2", "summary3") if record.get(k)]
             refs = refs or [record["summary"]]
-            posts = _posts(_dialogue_turns(record["dialogue"]))
+            posts = annotate(_posts(_dialogue_turns(record["dialogue"])))
             if not posts:
                 continue
-            result = await agent.summarize(_request(posts))
-            scores["extractive"].add(scorer, _summary(result), refs)
+            result = await _reduce(agent, [await agent.summarize(_request(posts))])
+            summary = _summary(result)
+            scores["extractive"].add(scorer, summary, refs)
+            scores["first turns, same length"].add(
+                scorer, _lead_words(posts, len(summary.split())), refs
+            )
             scores["first 3 turns"].add(scorer, _as_text(posts[:3]), refs)
             picked = sorted(rng.sample(range(len(posts)), min(3, len(posts))))
             scores["random 3 turns"].add(scorer, _as_text([posts[i] for i in picked]), refs)
@@ -183,22 +206,14 @@ async def bench_qmsum(
             if not refs:
                 continue
             turns = [(t["speaker"], t["content"]) for t in record["meeting_transcripts"]]
-            posts = _posts(turns)
+            posts = annotate(_posts(turns))
             parts = split_by_tokens(posts, part_tokens)
             part_counts.append(len(parts))
             partials = [
                 await agent.summarize(_request(part, i, len(parts)))
                 for i, part in enumerate(parts, start=1)
             ]
-            merged = await agent.merge(
-                MergeRequest(
-                    channel_id="bench",
-                    channel_name="bench",
-                    partials=partials,
-                    reader_id="reader",
-                    reader_username="reader",
-                )
-            )
+            merged = await _reduce(agent, partials)
             summary = _summary(merged)
             scores["extractive (map-reduce)"].add(scorer, summary, refs)
             scores["first 3 turns"].add(scorer, _as_text(posts[:3]), refs)
@@ -232,6 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--split", choices=("test", "dev"), default="test")
     parser.add_argument("--limit", type=int, default=None, help="documents per data set")
     parser.add_argument("--part-tokens", type=int, default=2000, help="QMSum part size")
+    parser.add_argument("--show", default="", help="IRC logs to print whole recaps of (rust.1)")
     args = parser.parse_args(argv)
     if rouge_scorer is None:
         console.print("[red]rouge-score is not installed: pip install rouge-score[/red]")
@@ -273,6 +289,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(_table(title, rows))
     else:
         skip("QMSum", qmsum)
+
+    if (args.data / "irc").is_dir():
+        ran = True
+        links = irc_quality.link_table(args.data)
+        if links is not None:
+            console.print(links)
+        for table in irc_quality.recap_tables(args.data, irc_quality.recapd_recap):
+            console.print(table)
+        if args.show:
+            irc_quality.show(args.data, args.show.split(","), irc_quality.recapd_recap)
+    else:
+        skip("IRC logs", args.data / "irc")
 
     if not ran:
         console.print("no data set found; nothing measured")

@@ -22,6 +22,7 @@ from recapd.agents.registry import AgentRegistry, build_agent, list_agents
 from recapd.config import AgentSettings, Settings
 from recapd.model.app_error import AppError
 from recapd.model.recap import ActionItem, Highlight
+from recapd.summarize.conversations import annotate
 from tests.fake_openai import FakeOpenAI, RecordedRequest, Reply, delayed_echo
 
 T = TypeVar("T")
@@ -306,6 +307,41 @@ def test_post_lines_and_allowed_ids(server: FakeOpenAI) -> None:
     assert f"[22:13] @alice ({ID_A}): Should we move the release to Friday?" in inside
     assert f"@bob ({ID_B}, reply to {ID_A}): Agreed" in inside
     assert f"Allowed post ids: {ID_A}, {ID_B}, {ID_C}" in after
+
+
+def test_the_prompt_carries_the_conversations(server: FakeOpenAI) -> None:
+    """Who replied to whom, as the conversation step found it, reaches the model, so it can
+    write one item per conversation and cite it; bots say they are bots."""
+    irc = annotate(
+        [
+            AgentPost(ID_A, "Yatekii", BASE_MS, "why are nested impls not allowed?"),
+            AgentPost(
+                "d" * 26,
+                "proc",
+                BASE_MS + 20_000,
+                "I need a cache with an expiry, does a crate like that exist?",
+            ),
+            AgentPost(ID_B, "jebrosen", BASE_MS + 60_000, "Yatekii: what does one look like?"),
+            AgentPost(ID_C, "ubottu", BASE_MS + 70_000, "Launchpad bug 445358 in cdrdao"),
+        ]
+    )
+    server.script(
+        Reply.answer(
+            {
+                "highlights": [{"text": "Nested impls", "post_ids": [ID_A, ID_B]}],
+                "action_items": [],
+                "open_questions": [{"text": "A cache with expiry?", "post_ids": ["d" * 26]}],
+            }
+        )
+    )
+    result = summarize(make_agent(server), request(posts=irc))
+    _, inside, _ = _fenced(server.chat_requests[0])
+    assert f"@Yatekii ({ID_A}, conv 1): why are nested impls" in inside
+    assert f"@proc ({'d' * 26}, conv 2): I need a cache" in inside
+    assert f"@jebrosen ({ID_B}, conv 1, reply to {ID_A}): Yatekii:" in inside
+    assert f"@ubottu (bot) ({ID_C}, conv 3)" in inside
+    assert "one highlight per conversation" in server.chat_requests[0].system
+    assert result.open_questions == [Highlight("A cache with expiry?", ["d" * 26])]
 
 
 def test_language_and_custom_instructions_in_prompt(server: FakeOpenAI) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from typing import Any
 
 import pytest
@@ -360,3 +361,44 @@ def test_a_long_channel_cannot_take_the_whole_post_budget(store: Store) -> None:
     # The short channel is read whole and the long one gets the rest, its newest posts.
     assert read == {"Long": 70, "Short": 30}
     assert recap.total_message_count == 100
+    # Nothing is dropped in silence: the card says what the limit left unread, and when.
+    notices = {c.channel_name: c.notice for c in recap.channels}
+    assert notices["Short"] == ""
+    start = time.strftime("%H:%M", time.gmtime(T0 / 1000))
+    end = time.strftime("%H:%M", time.gmtime((T0 + 229_000) / 1000))
+    assert notices["Long"] == (
+        f"The 230 oldest messages ({start}-{end} UTC) were not read: "
+        "the limit for this recap is 100 messages."
+    )
+    # ... and it is kept with the recap (both engines), as are the open questions.
+    stored = store.recaps.get(recap.id)
+    assert {c.channel_name: c.notice for c in stored.channels} == notices
+
+
+def test_open_questions_and_bots_reach_the_stored_recap(store: Store) -> None:
+    ws = make_workspace(store, ["alice", "bob", "mootbot"], {"dev": ["alice", "bob", "mootbot"]})
+    add_posts(
+        store,
+        ws,
+        "dev",
+        [
+            ("alice", "Does anyone know where the staging credentials are kept these days?"),
+            ("mootbot", "Commands Available: [TOPIC], [IDEA], [ACTION], [AGREED], [LINK]"),
+            ("bob", "[ACTION] alice and bob to rotate the staging keys before Friday"),
+        ],
+        T0,
+    )
+    rt = runtime_for(store)
+    alice = ws.users["alice"].id
+
+    async def main() -> Recap:
+        recap = await rt.recaps.create(alice, title="", channel_ids=[ws.channels["dev"].id])
+        return await run_until_done(rt, alice, recap.id)
+
+    recap = asyncio.run(main())
+    (dev,) = store.recaps.get(recap.id).channels
+    assert [q.post_ids for q in dev.open_questions] == [[ws.posts[0].id]]
+    assert [(a.text, a.owner, a.explicit) for a in dev.action_items] == [
+        ("Rotate the staging keys before Friday", "alice, bob", True)
+    ]
+    assert all("mootbot" not in h.text.lower() for h in dev.highlights)

@@ -336,6 +336,7 @@ class _Post:
     markup: str = ""  # topic, agreed, action, info, link, idea, startmeeting, endmeeting
     markup_text: str = ""
     score: float = 0.0
+    centrality: float = 0.0
 
     @property
     def author(self) -> str:
@@ -355,6 +356,8 @@ class _Conversation:
     reply: _Post | None = None  # the answer to a question head, or the best reply
     score: float = -math.inf
     vec: Vector = field(default_factory=dict)
+    # One of the pieces of a conversation too long for one highlight.
+    episode: bool = False
 
     @property
     def first_index(self) -> int:
@@ -376,6 +379,22 @@ class Weights:
     short_penalty: float = 0.6
     redundancy: float = 0.7
     repeated: float = 0.5
+
+
+# A conversation longer than this many lines (a meeting, a long debate) is told in episodes
+# of about EPISODE_LINES consecutive lines, one highlight each.
+_LONG_CONVERSATION: Final = 40
+# Lines a highlight quotes at most (head, answer, the most central others).
+_MAX_LINES: Final = 3
+_EPISODE_LINES: Final = 20
+
+
+def _episodes(posts: list[_Post]) -> list[list[_Post]]:
+    if len(posts) <= _LONG_CONVERSATION:
+        return [posts]
+    count = math.ceil(len(posts) / _EPISODE_LINES)
+    size = math.ceil(len(posts) / count)
+    return [posts[i : i + size] for i in range(0, len(posts), size)]
 
 
 class _Channel:
@@ -424,7 +443,12 @@ class _Channel:
         for p in self.posts:
             key = p.post.conversation_id or p.post.root_id or p.post.id
             groups.setdefault(key, []).append(p)
-        self.conversations = [_Conversation(k, ps) for k, ps in groups.items()]
+        self.conversations = [
+            _Conversation(f"{key}:{n}" if n else key, piece, episode=len(pieces) > 1)
+            for key, members in groups.items()
+            for pieces in [_episodes(members)]
+            for n, piece in enumerate(pieces)
+        ]
         self.conversation_of = {p.post.id: c for c in self.conversations for p in c.posts}
 
     def _unaddressed(self, text: str) -> str:
@@ -479,6 +503,7 @@ class _Channel:
             central = max(
                 (self._centrality(s.vec) for s in p.sentences), default=self._centrality(p.vec)
             )
+            p.centrality = central
             score = w.centrality * central
             if _DECISION_RE.search(p.text):
                 score += w.decision
@@ -574,12 +599,27 @@ class _Channel:
         chosen.extend(ranked[: MAX_CITATIONS - len(chosen)])
         return [p.post.id for p in sorted(chosen, key=lambda p: p.index)]
 
-    def highlight(self, conv: _Conversation) -> Highlight:
+    def highlight(self, conv: _Conversation, max_lines: int = _MAX_LINES) -> Highlight:
+        """The conversation in a few lines: its head, the answer (or best reply) and, for a
+        long one, the most central of the rest, in the order they were said."""
         assert conv.head is not None
-        text = f"@{conv.head.author}: {self._gist(conv.head)}"
-        if conv.reply is not None:
-            text += f" \u2014 @{conv.reply.author}: {self._gist(conv.reply, 160)}"
-        return Highlight(text=text, post_ids=self._key_posts(conv))
+        lines = [conv.head] + ([conv.reply] if conv.reply is not None else [])
+        people = [
+            p
+            for p in conv.posts
+            if p.human and not p.markup and p not in lines and not _is_small_talk(p)
+        ]
+        size = len(people) + len(lines)
+        # About the square root of its length: a long conversation is told in a few lines.
+        extra = max(0, min(max_lines, round(math.sqrt(size))) - len(lines))
+        if extra:
+            central = sorted(people, key=lambda p: (-p.centrality, p.index))
+            lines += central[:extra]
+        lines.sort(key=lambda p: p.index)
+        texts = [
+            f"@{p.author}: {self._gist(p, _GIST_CHARS if p is conv.head else 160)}" for p in lines
+        ]
+        return Highlight(text=" \u2014 ".join(texts), post_ids=self._key_posts(conv))
 
     # -- meetings ------------------------------------------------------------------------
 
@@ -802,7 +842,12 @@ class _Channel:
                 continue  # a near-duplicate of a chosen one
             chosen.append(best)
         chosen.sort(key=lambda c: c.first_index)
-        return [self.highlight(c) for c in chosen]
+        # Few whole conversations may each say a little more; many, or episodes, stay short.
+        few = len(chosen) <= 2
+        return [
+            self.highlight(c, _MAX_LINES if few and not c.episode else _MAX_LINES - 1)
+            for c in chosen
+        ]
 
     def open_questions(self, limit: int) -> list[Highlight]:
         """Questions that opened a conversation nobody else answered, newest first."""

@@ -106,12 +106,19 @@ class OpenAIAgent:
 
     async def merge(self, request: MergeRequest) -> AgentResult:
         """One result from partial results; merges in groups when they do not fit one call."""
-        partials = [p for p in request.partials if p.highlights or p.action_items]
+        partials = [
+            p for p in request.partials if p.highlights or p.action_items or p.open_questions
+        ]
         if not partials:
             return AgentResult()
         if len(partials) == 1:
             only = partials[0]
-            return AgentResult(list(only.highlights), list(only.action_items), TokenUsage())
+            return AgentResult(
+                list(only.highlights),
+                list(only.action_items),
+                TokenUsage(),
+                list(only.open_questions),
+            )
         probe = merge_prompt(_with_partials(request, partials), json_in_prompt=True)
         if estimate_tokens(probe.system + probe.user) > self.context_tokens and len(partials) > 2:
             # Too big for one call: merge each half, then the two halves.
@@ -248,7 +255,9 @@ class OpenAIAgent:
                         self.id,
                         parsed.dropped_citations,
                     )
-                return AgentResult(parsed.highlights, parsed.action_items, usage)
+                return AgentResult(
+                    parsed.highlights, parsed.action_items, usage, parsed.open_questions
+                )
             if retries >= self.settings.max_retries:
                 raise AgentError(
                     f"{self.id}: {_describe(failure)} (gave up after {retries + 1} attempts)",

@@ -54,6 +54,8 @@ _QUICK_MS: Final = 2 * _MINUTE_MS
 # A question at least this long opens a topic of its own; a shorter one follows up.
 _TOPIC_QUESTION_WORDS: Final = 6
 _BOT_TRIGGER_POSTS: Final = 3
+# A newcomer's first line this long opens a topic of its own; a shorter one follows up.
+_NEWCOMER_WORDS: Final = 12
 _BOT_FEED_POSTS: Final = 300
 
 _ADDRESS_RE: Final = re.compile(r"^\s*@?([^\s:,]+)\s*[:,]")
@@ -201,6 +203,9 @@ class _Linker:
             partner = self._partner_went_on(i, author, last_own)
             if partner is not None:
                 return partner, "partner"
+            turn = self._turn_taken(i, author, last_own)
+            if turn is not None:
+                return turn, "turn"
             if self._age(i, last_own) < _CONTINUATION_MS and i - last_own < _CONTINUATION_POSTS:
                 return last_own, "continuation"
         return self._start_or_follow(i, post, last_own)
@@ -275,6 +280,20 @@ class _Linker:
             return None
         return k if self._age(i, k) < _REPLY_WINDOW_MS else None
 
+    def _turn_taken(self, i: int, author: str, last_own: int) -> int | None:
+        """A, B, A: the second line of A answers B when B's line, just before, opened a
+        conversation or answered A (a dialogue taking turns)."""
+        previous = self._previous(i)
+        if previous != last_own + 1 or self._age(i, previous) >= _QUICK_MS:
+            return None
+        other = self._author(previous)
+        if other == author or self.posts[previous].is_bot:
+            return None
+        opened = self.parent[previous] == previous
+        if opened or self._parent_author(previous) == author:
+            return previous
+        return None
+
     def _start_or_follow(self, i: int, post: AgentPost, last_own: int | None) -> tuple[int, str]:
         previous = self._previous(i)
         quick = previous >= 0 and self._age(i, previous) < _QUICK_MS
@@ -282,7 +301,7 @@ class _Linker:
         words = len(post.message.split())
         # A newcomer's short reaction right after someone spoke ("nice, thanks") follows it;
         # anything longer from a newcomer opens a topic.
-        newcomer_opens = last_own is None and (words >= _TOPIC_QUESTION_WORDS or not quick)
+        newcomer_opens = last_own is None and (words >= _NEWCOMER_WORDS or not quick)
         if (
             _GREETING_RE.match(post.message)
             or newcomer_opens

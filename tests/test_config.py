@@ -57,10 +57,11 @@ def test_defaults() -> None:
     a = s.ai_recaps
     assert a.enable is True
     assert (a.max_recaps_per_day, a.max_scheduled_recaps, a.max_channels_per_recap) == (10, 5, -1)
+    # A busy day of one channel (1,200 posts) is read whole.
     assert (a.max_posts_per_recap, a.max_tokens_per_recap, a.max_posts_per_day) == (
-        500,
+        2000,
         100_000,
-        5000,
+        20_000,
     )
     assert a.cooldown_minutes == 60
     assert all(getattr(a, f"enforce_{name}") is True for name in LIMIT_NAMES)

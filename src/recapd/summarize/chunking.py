@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from recapd.agents.base import AgentPost, estimate_tokens
+from recapd.agents.prompt import format_post_line
 
-# Per-post framing in a prompt line: time, author, id, separators.
-POST_OVERHEAD_TOKENS = 16
+# Besides its line, each post costs its id in the prompt's list of allowed ids.
+ALLOWED_ID_TOKENS = 8
 
 
 def post_tokens(post: AgentPost) -> int:
-    """Estimated tokens of one post as it appears in a prompt."""
-    return estimate_tokens(post.message) + estimate_tokens(post.author) + POST_OVERHEAD_TOKENS
+    """Estimated tokens of one post as it appears in a prompt: its line (time, author, id,
+    conversation label, parent id, text) and its allowed id."""
+    return estimate_tokens(format_post_line(post, "conv 99999")) + ALLOWED_ID_TOKENS
 
 
 def group_threads(posts: Sequence[AgentPost]) -> list[list[AgentPost]]:
-    """Posts grouped by thread, threads ordered by their first post, posts by time."""
+    """Posts grouped by conversation (the conversation step's, else the explicit thread),
+    ordered by their first post, posts by time."""
     threads: dict[str, list[AgentPost]] = {}
     for p in sorted(posts, key=lambda p: (p.create_at, p.id)):
-        threads.setdefault(p.root_id or p.id, []).append(p)
+        threads.setdefault(p.conversation_id or p.root_id or p.id, []).append(p)
     return list(threads.values())
 
 
@@ -57,17 +61,7 @@ def split_parts(posts: Sequence[AgentPost], budget_tokens: int) -> list[list[Age
 
 
 def _cut_thread(thread: list[AgentPost], budget_tokens: int) -> list[list[AgentPost]]:
-    root = thread[0]
-    root_ctx = AgentPost(
-        id=root.id,
-        author=root.author,
-        create_at=root.create_at,
-        message=root.message,
-        root_id=root.root_id,
-        reply_count=root.reply_count,
-        reaction_count=root.reaction_count,
-        context_only=True,
-    )
+    root_ctx = replace(thread[0], context_only=True)
     pieces: list[list[AgentPost]] = []
     piece: list[AgentPost] = []
     used = 0

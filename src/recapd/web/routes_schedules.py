@@ -13,7 +13,14 @@ from recapd.model.scheduled_recap import ScheduledRecap
 from recapd.runtime import Runtime
 from recapd.web.choices import agent_choices, channel_choices, channel_labels
 from recapd.web.page_route import PageRoute, see_other
-from recapd.web.schedule_form import ScheduleForm, field_errors, field_of, messages, time_zones
+from recapd.web.schedule_form import (
+    ScheduleForm,
+    field_errors,
+    field_of,
+    message_of,
+    messages,
+    time_zones,
+)
 from recapd.web.session import check_csrf
 from recapd.web.templating import PERIOD_LABELS, render, when
 from recapd.web.viewer import CurrentViewer, RuntimeDep, Viewer
@@ -71,7 +78,7 @@ async def _form_page(
         form=form,
         schedule=schedule,
         errors=messages((k, v) for k, v in errors.items() if k),
-        general_error=errors[""].message if "" in errors else "",
+        general_error=message_of(errors[""]) if "" in errors else "",
         channels=readable,
         gone_channels=gone,
         agents=agent_choices(rt.settings),

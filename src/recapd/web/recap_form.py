@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from starlette.datastructures import FormData
 
-from recapd.app.recaps import TITLE_MAX_BYTES
+from recapd.app.recaps import TITLE_MAX_BYTES, LimitStatus
 from recapd.model.app_error import AppError
 from recapd.web.schedule_form import storable
 
@@ -86,3 +86,16 @@ def message_of(err: AppError) -> str:
     if name == "agent_id" and err.id == "app.agent.unknown.app_error":
         return f"{err.message} Choose one from the list."
     return err.message[:1].upper() + err.message[1:]
+
+
+def limits_words(limits: LimitStatus) -> str:
+    """The limits above the form, one sentence each: `Today: 2 of 10 recaps. One recap every
+    60 minutes.` ("" without limits)."""
+    sentences = []
+    if limits.max_recaps_per_day >= 0:
+        sentences.append(
+            f"Today: {limits.recaps_used_today} of {limits.max_recaps_per_day} recaps."
+        )
+    if limits.cooldown_minutes > 0:
+        sentences.append(f"One recap every {limits.cooldown_minutes} minutes.")
+    return " ".join(sentences)

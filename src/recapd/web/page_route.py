@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from recapd.api.errors import check_url_text, request_id_of
+from recapd.api.errors import capped, check_url_text, request_id_of
 from recapd.model.app_error import AppError
 from recapd.web.session import save_session, session_of
 from recapd.web.templating import render
@@ -56,7 +56,7 @@ def see_other(url: str) -> RedirectResponse:
 
 def page_message(err: AppError) -> str:
     """What an error page says: the error in words, as a sentence (never its id)."""
-    text = _WORDS.get(err.id) or err.message or "Something went wrong."
+    text = _WORDS.get(err.id) or capped(err.message) or "Something went wrong."
     text = text[:1].upper() + text[1:]
     return text if text.endswith((".", "!", "?", "…")) else text + "."
 

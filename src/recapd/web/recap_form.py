@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from starlette.datastructures import FormData
 
+from recapd.api.errors import capped
 from recapd.app.recaps import TITLE_MAX_BYTES, LimitStatus
 from recapd.model.app_error import AppError
 from recapd.web.schedule_form import storable
@@ -70,7 +71,9 @@ def field_of(err: AppError) -> str:
 
 
 def message_of(err: AppError) -> str:
-    """What to say about the error, in the words of someone filling in the form."""
+    """What to say about the error, in the words of someone filling in the form (what it
+    quotes of the input capped, as in the API)."""
+    err = AppError(err.id, capped(err.message), status_code=err.status_code, params=err.params)
     if err.id in _CHANNEL_ERRORS:
         return _CHANNEL_ERRORS[err.id]
     name = field_of(err)

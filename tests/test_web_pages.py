@@ -1,14 +1,21 @@
 """Smaller things of the pages, on both engines: the site's icon, a page in words for an address
-nobody serves (the API keeps its JSON), and errors that quote a huge input only so far."""
+nobody serves (the API keeps its JSON), errors that quote a huge input only so far, the agent of
+a recap, and a schedule's page with its last runs, times in the viewer's zone."""
 
 from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import replace
 
 from fastapi.testclient import TestClient
 
 from recapd.api.app import create_app
 from recapd.api.errors import MAX_ECHO_CHARS
+from recapd.jobs.worker import WorkerPool
+from recapd.model.job import JobType
 from recapd.store.store import Store
-from tests.test_web import field_error, form, make_site
+from tests.test_web import Site, field_error, form, make_site
 
 HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 
@@ -64,3 +71,52 @@ def test_errors_quote_a_huge_input_only_so_far(store: Store) -> None:
     assert page.status_code == 400
     assert len(field_error(page.text, "agent_id")) < 2 * MAX_ECHO_CHARS
     assert page.text.count(huge) == 1
+
+
+def _run_jobs(site: Site, job_type: str) -> None:
+    """Run every ready job of the type to its end, on this test's clock."""
+
+    async def main() -> None:
+        spec = site.rt.jobs.workers[job_type]
+        pool = WorkerPool(spec, site.rt.store, site.rt.settings, site.clock, "t", asyncio.Event())
+        while await pool.claim_once():
+            while pool.running_ids:
+                await asyncio.sleep(0.001)
+            await pool.flush()
+
+    asyncio.run(main())
+
+
+def test_a_recap_names_its_agent_and_a_schedule_shows_its_last_runs(store: Store) -> None:
+    site = make_site(store)
+    # bob looks from Paris at a schedule of New York.
+    store.workspace.upsert_users([replace(site.ws.users["bob"], timezone="Europe/Paris")])
+    bob = site.client("bob")
+    assert (
+        bob.post("/schedules", form(site, title="Dev NY", timezone="America/New_York")).status_code
+        == 303
+    )
+    (sr,) = asyncio.run(site.rt.schedules.list_for_user(site.user("bob")))
+    assert f'<a href="/schedules/{sr.id}">Dev NY</a>' in bob.http.get("/schedules").text
+    empty = bob.http.get(f"/schedules/{sr.id}")
+    assert empty.status_code == 200 and 'id="runs-empty"' in empty.text
+    assert "Extractive (offline)" in empty.text
+
+    asyncio.run(site.rt.schedules.run_now(site.user("bob"), sr.id))
+    _run_jobs(site, JobType.SCHEDULED_RECAP)
+    _run_jobs(site, JobType.RECAP)
+    (recap,) = store.recaps.list_for_user(site.user("bob"), 0, 10)
+    page = bob.http.get(f"/recaps/{recap.id}")
+    assert 'id="agent">Agent: Extractive (offline) <code>extractive</code></p>' in page.text
+
+    shown = bob.http.get(f"/schedules/{sr.id}").text
+    runs = re.findall(r'<li class="run run-(\w+)">(.*?)</li>', shown, re.S)
+    assert [status for status, _ in runs] == ["completed"]
+    assert f'href="/recaps/{recap.id}"' in runs[0][1]
+    assert "data-local" in runs[0][1] and "CEST" in runs[0][1]  # bob's zone, not New York's
+    # The list's last run is in the viewer's zone too (the browser's, with JS), marked so.
+    listed = bob.http.get("/schedules").text
+    last = re.search(r"last (<time [^>]*>[^<]*</time>)", listed)
+    assert last is not None and "data-local" in last[1] and "CEST" in last[1], listed
+    # Someone else's schedule looks missing.
+    assert site.client("alice").http.get(f"/schedules/{sr.id}").status_code == 404

@@ -102,7 +102,9 @@ def _pages(demo: Demo) -> list[tuple[str, str]]:
     pages = [("recaps", "/"), ("recap-form", "/recaps/new")]
     pages += [(f"recap-{i + 1}", f"/recaps/{r['id']}") for i, r in enumerate(recaps)]
     pages += [("schedules", "/schedules"), ("schedule-form", "/schedules/new")]
-    pages += [(f"schedule-{i + 1}", f"/schedules/{s['id']}/edit") for i, s in enumerate(schedules)]
+    for i, s in enumerate(schedules):
+        pages += [(f"schedule-{i + 1}", f"/schedules/{s['id']}")]
+        pages += [(f"schedule-{i + 1}-edit", f"/schedules/{s['id']}/edit")]
     pages += [("jobs", "/jobs"), ("not-found", "/recaps/" + "x" * 26)]
     return pages
 

@@ -16,7 +16,7 @@ from recapd.app.recaps import LimitStatus, ensure_enabled
 from recapd.model.app_error import AppError
 from recapd.model.recap import Recap, RecapStatus
 from recapd.runtime import Runtime
-from recapd.web.choices import agent_choices, channel_choices
+from recapd.web.choices import agent_choices, agent_label, channel_choices
 from recapd.web.page_route import PageRoute, see_other
 from recapd.web.recap_form import RecapForm, field_of, limits_words, message_of
 from recapd.web.session import check_csrf
@@ -161,6 +161,7 @@ async def recap_page(
         recap=recap,
         cards=sorted(recap.channels, key=lambda ch: order.get(ch.channel_id, len(order))),
         links=await post_links(rt, recap),
+        agent=agent_label(rt, recap.bot_id),
         finished=recap.status in FINISHED,
         since=rt.recaps.clock.now_ms(),
     )

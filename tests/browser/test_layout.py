@@ -148,3 +148,42 @@ def test_no_page_scrolls_sideways_with_the_demo(
             check("post")
     context.close()
     assert too_wide == []
+
+
+def test_a_form_posted_from_another_site_is_refused_and_sign_out_ends_the_session(
+    demo: Demo, browser: Any, shot: Callable[[Any, str], Path]
+) -> None:
+    from playwright.sync_api import expect
+
+    context = browser.new_context(base_url=demo.url, viewport=WIDTHS["desktop"])
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    page.goto("/login")
+    page.fill("#token", demo.token)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(re.compile(r"/$"))
+    cookie = next(c for c in context.cookies() if c["name"] == "recapd_session")
+
+    # A page of another site posts a sign-out form to recapd: refused, in words.
+    evil = "http://evil.example/"
+    form = f'<form method="post" action="{demo.url}/logout"><button>Go</button></form>'
+    page.route(evil, lambda route: route.fulfill(content_type="text/html", body=form))
+    page.goto(evil)
+    page.get_by_role("button", name="Go").click()
+    expect(page.locator(".error-message")).to_contain_text("sent from another site")
+    expect(page.locator("body")).not_to_contain_text("app_error")
+    shot(page, "01-foreign-form-refused")
+    page.goto("/")
+    expect(page.locator("h1")).to_have_text("Recaps")  # still signed in
+
+    # Signing out ends the session on the server: a copy of the cookie opens nothing.
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(re.compile(r"/login$"))
+    copy = browser.new_context(base_url=demo.url)
+    copy.add_cookies([cookie])
+    other = copy.new_page()
+    other.goto("/")
+    expect(other).to_have_url(re.compile(r"/login\?next=/$"))
+    shot(other, "02-copied-cookie-signed-out")
+    copy.close()
+    context.close()

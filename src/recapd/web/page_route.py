@@ -15,7 +15,7 @@ from starlette.responses import RedirectResponse, Response
 
 from recapd.api.errors import capped, check_url_text, request_id_of
 from recapd.model.app_error import AppError
-from recapd.web.session import save_session, session_of
+from recapd.web.session import Session, loaded_session, save_session
 from recapd.web.templating import render
 from recapd.web.viewer import SignInRequired, viewer_if_known
 
@@ -108,7 +108,10 @@ class PageRoute(APIRoute):
                     back += "?" + request.url.query
                 response = see_other("/login?next=" + quote(back, safe="/"))
             except AppError as err:
-                response = error_page(request, err, await session_of(request))
+                # A request refused before its session was read (a form from another site,
+                # whose cookie the browser withheld) must not replace the visitor's cookie.
+                session = loaded_session(request) or Session.fresh(0)
+                response = error_page(request, err, session)
             await save_session(request, response)
             return response
 

@@ -133,6 +133,12 @@ async def codec_for(request: Request) -> SessionCodec:
     return codec
 
 
+def loaded_session(request: Request) -> Session | None:
+    """The session this request already loaded (see session_of), else None."""
+    found: Session | None = getattr(request.state, _STATE_KEY, None)
+    return found
+
+
 async def session_of(request: Request) -> Session:
     """This request's session (loaded once; a fresh anonymous one when there is none)."""
     found: Session | None = getattr(request.state, _STATE_KEY, None)

@@ -121,6 +121,7 @@ def test_form_posts_from_another_sites_page_are_refused(store: Store) -> None:
             assert resp.status_code == 403, (origin, path)
             assert "sent from another site" in resp.text
             assert "app_error" not in resp.text  # words, not the id
+            assert "set-cookie" not in resp.headers  # the visitor's cookie stays as it was
     signed_out = site.client()
     login = signed_out.http.post(
         "/login",

@@ -54,6 +54,10 @@ def test_a_set_site_url_wins_and_another_address_is_warned_about(store: Store) -
     # The same address (loopback names alike, a trailing slash) is no reason to warn.
     same = runtime_for(store, site_url="http://localhost:8123")
     assert same.serve_at("http://127.0.0.1:8123/") == ""
+    # Bound to every address (--host 0.0.0.0): any name of this machine on that port is it.
+    named = runtime_for(store, site_url="http://recaps.internal:8123/")
+    assert named.serve_at("http://127.0.0.1:8123/", any_host=True) == ""
+    assert named.serve_at("http://127.0.0.1:8124/", any_host=True) != ""
 
 
 @pytest.mark.parametrize(

@@ -103,13 +103,16 @@ class Runtime:
         self.jobs.apply_settings(settings)
         self._apply_site_url()
 
-    def serve_at(self, url: str) -> str:
+    def serve_at(self, url: str, *, any_host: bool = False) -> str:
         """Note the address `recapd serve` bound, for links while site_url is unset. Returns a
-        warning when site_url is set to another address ("" when all is well)."""
+        warning when site_url is set to another address ("" when all is well); `any_host`: a
+        wildcard was bound, so any host name with the bound port and scheme is this server."""
         self.served_url = url.rstrip("/")
         self._apply_site_url()
         site = self.settings.site_url
-        if self.settings.chat != "local" or not site or same_address(site, self.served_url):
+        if self.settings.chat != "local" or not site:
+            return ""
+        if same_address(site, self.served_url, any_host=any_host):
             return ""
         return (
             f"RECAPD_SITE_URL is {site} but recapd serves at {self.served_url}: links in recaps "
@@ -138,16 +141,17 @@ class Runtime:
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
-def same_address(url: str, served: str) -> bool:
+def same_address(url: str, served: str, *, any_host: bool = False) -> bool:
     """True when `url` names the address served at `served` (scheme, host, port; the
-    loopback names count as one; a path is allowed)."""
+    loopback names count as one, and any host with `any_host`; a path is allowed)."""
     a, b = urlsplit(url.strip()), urlsplit(served)
     try:
         ports = (a.port or _default_port(a.scheme), b.port or _default_port(b.scheme))
     except ValueError:
         return False
     hosts = (a.hostname or "", b.hostname or "")
-    same_host = hosts[0] == hosts[1] or (hosts[0] in _LOOPBACK and hosts[1] in _LOOPBACK)
+    same_host = any_host or hosts[0] == hosts[1]
+    same_host = same_host or (hosts[0] in _LOOPBACK and hosts[1] in _LOOPBACK)
     return a.scheme == b.scheme and ports[0] == ports[1] and same_host
 
 

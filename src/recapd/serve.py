@@ -181,7 +181,9 @@ class Node:
         http: asyncio.Task[None] | None = None
         if self.server is not None:
             # Before any job runs: links made on this node use the address bound here.
-            warning = self.runtime.serve_at(self.url)
+            assert self.sock is not None
+            wildcard = self.sock.getsockname()[0] in ("0.0.0.0", "::")
+            warning = self.runtime.serve_at(self.url, any_host=wildcard)
             if warning:
                 log.warning("%s", warning)
         if self.run_jobs:

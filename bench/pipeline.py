@@ -137,7 +137,7 @@ async def summarize_all(
 ) -> tuple[float, int]:
     settings = load_settings(database_url=store.db.url, **settings_kw)
     agent = AgentPool(settings).get(agent_id)
-    chat = LocalChatSource(store, settings.site_url)
+    chat = LocalChatSource(store, settings.site_url_or())
     summarizer = ChannelSummarizer(chat, agent, asyncio.Semaphore(settings.llm_concurrency))
     budget = PostBudget(-1)
     now = T0 + 6 * 86_400_000  # every post (1 s apart from T0) is inside the last week

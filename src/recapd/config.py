@@ -41,6 +41,7 @@ from recapd.model.chat import DEFAULT_BOT_NAMES
 __all__ = [
     "CONFIG_ENV_VAR",
     "CONFIG_ERROR_ID",
+    "DEFAULT_SITE_URL",
     "ENV_PREFIX",
     "LIMIT_NAMES",
     "AIRecapSettings",
@@ -58,6 +59,9 @@ __all__ = [
 ENV_PREFIX: Final = "RECAPD_"
 CONFIG_ENV_VAR: Final = "RECAPD_CONFIG"
 CONFIG_ERROR_ID: Final = "config.invalid_setting.app_error"
+# `recapd serve`'s default address: the site of the local workspace's links when site_url is
+# unset and no server of this process bound another one (`recapd worker`, the CLI).
+DEFAULT_SITE_URL: Final = "http://127.0.0.1:8065"
 
 # Custom validation errors carry this type so the formatter knows the text is already final.
 _RULE: Final = "recapd_setting"
@@ -365,7 +369,9 @@ class Settings(BaseSettings):
         16, ge=1, le=1024, description="Agent calls in flight at once on this node."
     )
     site_url: str = Field(
-        "http://127.0.0.1:8065", description="Base URL of the chat site, for permalinks."
+        "",
+        description="Base URL of the chat site, for permalinks; empty = the address `recapd "
+        "serve` bound (DEFAULT_SITE_URL where nothing serves).",
     )
     public_url: str = Field(
         "",
@@ -515,12 +521,17 @@ class Settings(BaseSettings):
         """Both switches on: the feature flag and `ai_recaps.enable` (as in Mattermost)."""
         return self.enable_ai_recaps and self.ai_recaps.enable
 
-    @property
-    def pages_url(self) -> str:
-        """Where recapd's pages are, for links in messages ("" when unknown)."""
+    def site_url_or(self, served_url: str = "") -> str:
+        """The local workspace's site: site_url when set, else the address this process
+        serves at (`served_url`), else DEFAULT_SITE_URL."""
+        return (self.site_url or served_url or DEFAULT_SITE_URL).rstrip("/")
+
+    def pages_url(self, served_url: str = "") -> str:
+        """Where recapd's pages are, for links in messages ("" when unknown): public_url, else
+        the local workspace's site (see site_url_or)."""
         if self.public_url:
             return self.public_url.rstrip("/")
-        return self.site_url.rstrip("/") if self.chat == "local" else ""
+        return self.site_url_or(served_url) if self.chat == "local" else ""
 
     @property
     def redacted_database_url(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from recapd.app.agents import AgentPool
 from recapd.app.delivery import DeliveryService
@@ -43,6 +44,9 @@ class Runtime:
     delivery: DeliveryService
     sign_in: Authenticator
     slash: SlashCommands
+    # The address `recapd serve` bound in this process ("" elsewhere): the local workspace's
+    # links use it while site_url is unset.
+    served_url: str = ""
 
     @classmethod
     def build(
@@ -60,7 +64,7 @@ class Runtime:
         chat: ChatSource = (
             mattermost_source(settings, clock)
             if settings.chat == "mattermost"
-            else LocalChatSource(store, settings.site_url)
+            else LocalChatSource(store, settings.site_url_or())
         )
         agents = AgentPool(settings)
         # One limit on agent calls for the whole node, shared by every recap and channel.
@@ -80,7 +84,7 @@ class Runtime:
             else LocalDirectMessenger(store, clock, settings.delivery.bot_username)
         )
         delivery = DeliveryService(
-            store, chat, messenger, settings, clock, pages_url=settings.pages_url
+            store, chat, messenger, settings, clock, pages_url=settings.pages_url()
         )
         jobs.register_worker(make_delivery_worker(delivery, settings))
         sign_in = Authenticator(store, clock, mm_client, settings)
@@ -97,6 +101,30 @@ class Runtime:
         self.sign_in.apply_settings(settings)
         self.slash.settings = settings
         self.jobs.apply_settings(settings)
+        self._apply_site_url()
+
+    def serve_at(self, url: str, *, any_host: bool = False) -> str:
+        """Note the address `recapd serve` bound, for links while site_url is unset. Returns a
+        warning when site_url is set to another address ("" when all is well); `any_host`: a
+        wildcard was bound, so any host name with the bound port and scheme is this server."""
+        self.served_url = url.rstrip("/")
+        self._apply_site_url()
+        site = self.settings.site_url
+        if self.settings.chat != "local" or not site:
+            return ""
+        if same_address(site, self.served_url, any_host=any_host):
+            return ""
+        return (
+            f"RECAPD_SITE_URL is {site} but recapd serves at {self.served_url}: links in recaps "
+            "and messages point at RECAPD_SITE_URL (right behind a proxy that forwards it here; "
+            "else unset it)"
+        )
+
+    def _apply_site_url(self) -> None:
+        """Links of the local workspace and of messages: site_url, else the served address."""
+        if isinstance(self.chat, LocalChatSource):
+            self.chat.site_url = self.settings.site_url_or(self.served_url)
+        self.delivery.pages_url = self.settings.pages_url(self.served_url)
 
     async def aclose(self) -> None:
         """Stop the slash command's note watchers and close the Mattermost HTTP client (of
@@ -108,3 +136,24 @@ class Runtime:
     def close(self) -> None:
         """Release the database connections."""
         self.store.close()
+
+
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def same_address(url: str, served: str, *, any_host: bool = False) -> bool:
+    """True when `url` names the address served at `served` (scheme, host, port; the
+    loopback names count as one, and any host with `any_host`; a path is allowed)."""
+    a, b = urlsplit(url.strip()), urlsplit(served)
+    try:
+        ports = (a.port or _default_port(a.scheme), b.port or _default_port(b.scheme))
+    except ValueError:
+        return False
+    hosts = (a.hostname or "", b.hostname or "")
+    same_host = any_host or hosts[0] == hosts[1]
+    same_host = same_host or (hosts[0] in _LOOPBACK and hosts[1] in _LOOPBACK)
+    return a.scheme == b.scheme and ports[0] == ports[1] and same_host
+
+
+def _default_port(scheme: str) -> int:
+    return 443 if scheme == "https" else 80

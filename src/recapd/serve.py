@@ -179,6 +179,13 @@ class Node:
         tasks: list[asyncio.Task[None]] = []
         jobs: asyncio.Task[None] | None = None
         http: asyncio.Task[None] | None = None
+        if self.server is not None:
+            # Before any job runs: links made on this node use the address bound here.
+            assert self.sock is not None
+            wildcard = self.sock.getsockname()[0] in ("0.0.0.0", "::")
+            warning = self.runtime.serve_at(self.url, any_host=wildcard)
+            if warning:
+                log.warning("%s", warning)
         if self.run_jobs:
             jobs = asyncio.create_task(self.runtime.jobs.run(self.stop), name="jobs")
             tasks.append(jobs)

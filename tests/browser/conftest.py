@@ -195,13 +195,16 @@ def browser(chromium: Path) -> Iterator[Any]:
 
 @pytest.fixture
 def shot(request: pytest.FixtureRequest) -> Callable[[Any, str], Path]:
-    """`shot(page, name)`: a full-page screenshot in OUTPUT/<test name>/<name>.png."""
+    """`shot(page, name)`: a full-page screenshot in OUTPUT/<test name>/<name>.png, after
+    checking that the page does not scroll sideways."""
     folder = OUTPUT / re.sub(r"[^\w.-]+", "_", request.node.name)
     folder.mkdir(parents=True, exist_ok=True)
 
     def take(page: Any, name: str) -> Path:
         path = folder / f"{name}.png"
         page.screenshot(path=str(path), full_page=True)
+        wide, inner = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        assert wide <= inner, f"{name} ({page.url}) scrolls sideways: {wide} px in {inner} px"
         return path
 
     return take

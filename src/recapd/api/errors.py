@@ -31,15 +31,28 @@ def request_id_of(request: Request) -> str:
     return str(getattr(request.state, "request_id", ""))
 
 
+# Errors quote what they refuse (an agent id, a value); a huge input is quoted this far only.
+MAX_ECHO_CHARS = 500
+
+
+def capped(text: str, limit: int = MAX_ECHO_CHARS) -> str:
+    """`text`, cut to `limit` characters with a note of how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit} more characters)"
+
+
 def error_response(request: Request, err: AppError) -> JSONResponse:
-    """The JSON answer for an AppError, with Retry-After on a 429 that says how long."""
+    """The JSON answer for an AppError, with Retry-After on a 429 that says how long. The
+    message and detail are capped (`capped`): they may quote user input of any size."""
     headers = {REQUEST_ID_HEADER: request_id_of(request)}
     retry = err.params.get("retry_after_seconds")
     if err.status_code == 429 and isinstance(retry, int | float):
         headers["Retry-After"] = str(max(0, int(retry)))
-    return JSONResponse(
-        err.to_dict(request_id_of(request)), status_code=err.status_code, headers=headers
-    )
+    body = err.to_dict(request_id_of(request))
+    body["message"] = capped(body["message"])
+    body["detailed_error"] = capped(body["detailed_error"])
+    return JSONResponse(body, status_code=err.status_code, headers=headers)
 
 
 class RequestIdMiddleware(BaseHTTPMiddleware):

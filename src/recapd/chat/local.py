@@ -18,7 +18,8 @@ class LocalChatSource:
 
     def __init__(self, store: Store, site_url: str) -> None:
         self._ws = store.workspace
-        self._site_url = site_url.rstrip("/")
+        # Settable: `recapd serve` sets the address it bound when no site_url is configured.
+        self.site_url = site_url.rstrip("/")
         # channel id -> team name: a channel never changes team, and a recap links many posts.
         self._team_names: dict[str, str] = {}
 
@@ -83,7 +84,7 @@ class LocalChatSource:
     async def permalink(self, post: Post) -> str:
         """`{site_url}/{team}/pl/{post_id}`; `_redirect` for direct and group channels."""
         team = await self._team_name_of_channel(post.channel_id)
-        return f"{self._site_url}/{team}/pl/{post.id}"
+        return f"{self.site_url}/{team}/pl/{post.id}"
 
     async def _team_name_of_channel(self, channel_id: str) -> str:
         name = self._team_names.get(channel_id)

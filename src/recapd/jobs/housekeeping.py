@@ -1,4 +1,5 @@
-"""The job system's own chores, run by the leader: recover wedged jobs, delete old ones."""
+"""The job system's own chores, run by the leader: recover wedged jobs, delete old ones and
+expired web sessions."""
 
 from __future__ import annotations
 
@@ -74,3 +75,30 @@ class JobCleanup(Scheduler):
             log.info(
                 "deleted %d finished jobs older than %d days", total, js.cleanup_jobs_threshold_days
             )
+
+
+class WebSessionCleanup(Scheduler):
+    """Deletes expired web sessions (rows no sign-in can use any more), in small batches."""
+
+    name = "web_session_cleanup"
+
+    def __init__(self, store: Store, period_s: float = 3600.0) -> None:
+        self.store = store
+        self.period_s = period_s
+
+    def enabled(self, settings: Settings) -> bool:
+        return True
+
+    def next_schedule_time(self, settings: Settings, now_ms: int) -> int:
+        return now_ms + int(self.period_s * 1000)
+
+    async def schedule_job(self, ctx: SchedulerContext) -> None:
+        batch = ctx.settings.jobs.cleanup_batch_size
+        total = 0
+        while ctx.still_leader:
+            n = await asyncio.to_thread(self.store.web_sessions.delete_expired, ctx.now_ms, batch)
+            total += n
+            if n < batch:
+                break
+        if total:
+            log.info("deleted %d expired web sessions", total)

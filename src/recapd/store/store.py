@@ -15,6 +15,7 @@ from recapd.store.recap_store import RecapStore
 from recapd.store.scheduled_recap_store import ScheduledRecapStore
 from recapd.store.secret_store import SecretStore
 from recapd.store.token_store import TokenStore
+from recapd.store.web_session_store import WebSessionStore
 from recapd.store.workspace_store import WorkspaceStore
 
 
@@ -34,6 +35,7 @@ class Store:
         self.tokens = TokenStore(db)
         self.delivery = DeliveryStore(db)
         self.secrets = SecretStore(db)
+        self.web_sessions = WebSessionStore(db)
 
     @classmethod
     def open(cls, url: str) -> Store:

@@ -365,3 +365,18 @@ system_secrets = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
     _ms("create_at"),
 )
+
+# Web sign-ins, one row each: the cookie carries the session's id, and only its SHA-256 is
+# kept. Signing out, revoking the token and expiry delete the row, which every node sees.
+web_sessions = sa.Table(
+    "web_sessions",
+    metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),
+    _id("user_id", nullable=False),
+    # The personal access token signed in with, or "mattermost" (a Mattermost token).
+    sa.Column("token_id", sa.String(26), nullable=False),
+    _ms("create_at"),
+    _ms("expires_at"),
+)
+sa.Index("ix_web_sessions_token_id", web_sessions.c.token_id)
+sa.Index("ix_web_sessions_expires_at", web_sessions.c.expires_at)

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 
 from recapd.model.ids import new_id
 from recapd.store.database import Database
-from recapd.store.tables import access_tokens, user_roles, users
+from recapd.store.tables import access_tokens, user_roles, users, web_sessions
 
 SYSTEM_ADMIN = "system_admin"
 
@@ -94,12 +94,14 @@ class TokenStore:
         return [AccessToken(**row._mapping) for row in rows]
 
     def revoke(self, token_id: str, now: int, *, conn: Connection | None = None) -> bool:
-        """Soft delete a token; False when it was not live."""
+        """Soft delete a token and end the web sessions signed in with it; False when it was
+        not live."""
         t = access_tokens
         with self._db.transaction(conn) as c:
             result = c.execute(
                 sa.update(t).where(t.c.id == token_id, t.c.delete_at == 0).values(delete_at=now)
             )
+            c.execute(sa.delete(web_sessions).where(web_sessions.c.token_id == token_id))
         return result.rowcount > 0
 
     def set_roles(self, user_id: str, roles: str, *, conn: Connection | None = None) -> None:

@@ -49,3 +49,11 @@ async def channel_choices(
 def agent_choices(settings: Settings) -> list[tuple[str, str]]:
     """(id, name) of each configured agent, by id."""
     return [(aid, a.display_name or aid) for aid, a in sorted(settings.agents.items())]
+
+
+def agent_label(rt: Runtime, agent_id: str) -> str:
+    """How the pages name the agent of a recap or schedule: its display name, else its id."""
+    agent = rt.settings.agents.get(agent_id)
+    if agent is None:
+        return "no longer configured" if agent_id else "unknown"
+    return agent.display_name or agent_id

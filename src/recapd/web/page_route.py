@@ -4,6 +4,7 @@ session is sent back as a cookie."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import quote
@@ -12,13 +13,33 @@ from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from recapd.api.errors import check_url_text
+from recapd.api.errors import capped, check_url_text, request_id_of
 from recapd.model.app_error import AppError
-from recapd.web.session import save_session, session_of
+from recapd.web.session import Session, loaded_session, save_session
 from recapd.web.templating import render
 from recapd.web.viewer import SignInRequired, viewer_if_known
 
+log = logging.getLogger(__name__)
+
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+# Pages say what happened in words; the error's id goes to the log (and the API's JSON).
+_WORDS = {
+    "store.sql_recap.get.not_found.app_error": (
+        "This recap does not exist: it may have been deleted, or it is someone else's."
+    ),
+    "store.sql_scheduled_recap.get.not_found.app_error": (
+        "This schedule does not exist: it may have been deleted, or it is someone else's."
+    ),
+    "store.sql_job.get.not_found.app_error": (
+        "This job does not exist: finished jobs are deleted after a while."
+    ),
+    "api.context.404.app_error": "There is no page at this address.",
+    "api.context.method_not_allowed.app_error": "This address does not take that kind of request.",
+    "api.context.invalid_url_param.app_error": (
+        "This address holds characters recapd cannot read; check the link."
+    ),
+}
 
 
 def local_path(target: str, default: str = "/") -> str:
@@ -33,8 +54,22 @@ def see_other(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
 
+def page_message(err: AppError) -> str:
+    """What an error page says: the error in words, as a sentence (never its id)."""
+    text = _WORDS.get(err.id) or capped(err.message) or "Something went wrong."
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith((".", "!", "?", "…")) else text + "."
+
+
 def error_page(request: Request, err: AppError, session: Any) -> Response:
-    """An AppError as a page: its message, status and id."""
+    """An AppError as a page: its message in words and its status; the id is logged."""
+    log.info(
+        "page error id=%s status=%d path=%s request_id=%s",
+        err.id,
+        err.status_code,
+        request.url.path,
+        request_id_of(request),
+    )
     titles = {
         400: "That did not work",
         403: "Not allowed",
@@ -50,7 +85,9 @@ def error_page(request: Request, err: AppError, session: Any) -> Response:
         status_code=err.status_code,
         viewer=viewer_if_known(request),
         title=titles.get(err.status_code, "Something went wrong"),
-        error=err,
+        message=page_message(err),
+        status=err.status_code,
+        request_id=request_id_of(request),
     )
 
 
@@ -71,7 +108,10 @@ class PageRoute(APIRoute):
                     back += "?" + request.url.query
                 response = see_other("/login?next=" + quote(back, safe="/"))
             except AppError as err:
-                response = error_page(request, err, await session_of(request))
+                # A request refused before its session was read (a form from another site,
+                # whose cookie the browser withheld) must not replace the visitor's cookie.
+                session = loaded_session(request) or Session.fresh(0)
+                response = error_page(request, err, session)
             await save_session(request, response)
             return response
 

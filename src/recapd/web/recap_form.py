@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 from starlette.datastructures import FormData
 
-from recapd.app.recaps import TITLE_MAX_BYTES
+from recapd.api.errors import capped
+from recapd.app.recaps import TITLE_MAX_BYTES, LimitStatus
 from recapd.model.app_error import AppError
 from recapd.web.schedule_form import storable
 
@@ -70,7 +71,9 @@ def field_of(err: AppError) -> str:
 
 
 def message_of(err: AppError) -> str:
-    """What to say about the error, in the words of someone filling in the form."""
+    """What to say about the error, in the words of someone filling in the form (what it
+    quotes of the input capped, as in the API)."""
+    err = AppError(err.id, capped(err.message), status_code=err.status_code, params=err.params)
     if err.id in _CHANNEL_ERRORS:
         return _CHANNEL_ERRORS[err.id]
     name = field_of(err)
@@ -86,3 +89,16 @@ def message_of(err: AppError) -> str:
     if name == "agent_id" and err.id == "app.agent.unknown.app_error":
         return f"{err.message} Choose one from the list."
     return err.message[:1].upper() + err.message[1:]
+
+
+def limits_words(limits: LimitStatus) -> str:
+    """The limits above the form, one sentence each: `Today: 2 of 10 recaps. One recap every
+    60 minutes.` ("" without limits)."""
+    sentences = []
+    if limits.max_recaps_per_day >= 0:
+        sentences.append(
+            f"Today: {limits.recaps_used_today} of {limits.max_recaps_per_day} recaps."
+        )
+    if limits.cooldown_minutes > 0:
+        sentences.append(f"One recap every {limits.cooldown_minutes} minutes.")
+    return " ".join(sentences)

@@ -8,7 +8,7 @@ from starlette.responses import Response
 
 from recapd.model.app_error import AppError
 from recapd.web.page_route import PageRoute, local_path, see_other
-from recapd.web.session import check_csrf, session_of
+from recapd.web.session import MAX_AGE_MS, check_csrf, end_session, session_of, start_session
 from recapd.web.templating import render
 from recapd.web.viewer import RuntimeDep, signed_in_user
 
@@ -50,14 +50,18 @@ async def login(request: Request, rt: RuntimeDep) -> Response:
         return render(
             request, "login.html", session, status_code=400, next=target, token_error=message
         )
-    session.sign_in(*found, rt.recaps.clock.now_ms())
+    if session.sid:  # signing in again over a live session: that one ends
+        await end_session(request, session)
+    # The row lasts MAX_AGE_MS; a Mattermost-token session is cut sooner by the viewer check
+    # (mattermost_session_ended), which says why.
+    await start_session(request, session, *found, MAX_AGE_MS)
     return see_other(target)
 
 
 @router.post("/logout", dependencies=[Depends(check_csrf)])
 async def logout(request: Request) -> Response:
-    """Forget the sign-in."""
+    """End the sign-in on the server (copies of the cookie stop working too)."""
     session = await session_of(request)
-    session.sign_out()
+    await end_session(request, session)
     session.say("You are signed out.")
     return see_other("/login")

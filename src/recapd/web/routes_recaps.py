@@ -16,9 +16,9 @@ from recapd.app.recaps import LimitStatus, ensure_enabled
 from recapd.model.app_error import AppError
 from recapd.model.recap import Recap, RecapStatus
 from recapd.runtime import Runtime
-from recapd.web.choices import agent_choices, channel_choices
+from recapd.web.choices import agent_choices, agent_label, channel_choices
 from recapd.web.page_route import PageRoute, see_other
-from recapd.web.recap_form import RecapForm, field_of, message_of
+from recapd.web.recap_form import RecapForm, field_of, limits_words, message_of
 from recapd.web.session import check_csrf
 from recapd.web.templating import render
 from recapd.web.viewer import CurrentViewer, RuntimeDep, Viewer
@@ -90,6 +90,8 @@ async def _form_page(
     general = next((e for e in errors if not field_of(e)), None)
     retry_s = int(general.params.get("retry_after_seconds", 0)) if general is not None else 0
     daily = general is not None and general.id == "app.recap.daily_limit_reached.app_error"
+    # Said before the user fills in the form, not only once it is refused.
+    waiting_s = limits.cooldown_remaining_seconds if not errors else 0
     response = render(
         request,
         "recap_form.html",
@@ -103,7 +105,9 @@ async def _form_page(
         retry_at=rt.recaps.clock.now_ms() + retry_s * 1000 if retry_s > 0 else 0,
         retry_minutes=-(-retry_s // 60),
         resets_at=limits.day_resets_at if daily else 0,
-        limits=limits,
+        cooldown_until=rt.recaps.clock.now_ms() + waiting_s * 1000 if waiting_s > 0 else 0,
+        cooldown_minutes=-(-waiting_s // 60),
+        limits_text=limits_words(limits),
         channels=channels,
         gone_channels=gone,
         agents=agent_choices(rt.settings),
@@ -157,6 +161,7 @@ async def recap_page(
         recap=recap,
         cards=sorted(recap.channels, key=lambda ch: order.get(ch.channel_id, len(order))),
         links=await post_links(rt, recap),
+        agent=agent_label(rt, recap.bot_id),
         finished=recap.status in FINISHED,
         since=rt.recaps.clock.now_ms(),
     )

@@ -1,5 +1,5 @@
-"""Scheduled-recap pages: the list (next run in each schedule's zone), the create and edit form,
-and pause, resume, run now, delete."""
+"""Scheduled-recap pages: the list (next run in each schedule's zone), one schedule with its last
+runs, the create and edit form, and pause, resume, run now, delete."""
 
 from __future__ import annotations
 
@@ -11,9 +11,16 @@ from recapd.model.app_error import AppError
 from recapd.model.chat import Channel
 from recapd.model.scheduled_recap import ScheduledRecap
 from recapd.runtime import Runtime
-from recapd.web.choices import agent_choices, channel_choices, channel_labels
+from recapd.web.choices import agent_choices, agent_label, channel_choices, channel_labels
 from recapd.web.page_route import PageRoute, see_other
-from recapd.web.schedule_form import ScheduleForm, field_errors, field_of, messages, time_zones
+from recapd.web.schedule_form import (
+    ScheduleForm,
+    field_errors,
+    field_of,
+    message_of,
+    messages,
+    time_zones,
+)
 from recapd.web.session import check_csrf
 from recapd.web.templating import PERIOD_LABELS, render, when
 from recapd.web.viewer import CurrentViewer, RuntimeDep, Viewer
@@ -21,6 +28,7 @@ from recapd.web.viewer import CurrentViewer, RuntimeDep, Viewer
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 MAX_SCHEDULES_SHOWN = 200
+RUNS_SHOWN = 10
 
 
 async def _channel_names(
@@ -71,7 +79,7 @@ async def _form_page(
         form=form,
         schedule=schedule,
         errors=messages((k, v) for k, v in errors.items() if k),
-        general_error=errors[""].message if "" in errors else "",
+        general_error=message_of(errors[""]) if "" in errors else "",
         channels=readable,
         gone_channels=gone,
         agents=agent_choices(rt.settings),
@@ -142,6 +150,26 @@ async def edit_schedule(
     """The form of an existing schedule."""
     sr = await rt.schedules.get(viewer.user_id, sr_id)
     return await _form_page(request, rt, viewer, ScheduleForm.of(sr), schedule=sr)
+
+
+@router.get("/schedules/{sr_id}")
+async def show_schedule(
+    sr_id: str, request: Request, viewer: CurrentViewer, rt: RuntimeDep
+) -> Response:
+    """One schedule: what it recaps and when, and its last runs with their outcomes."""
+    sr = await rt.schedules.get(viewer.user_id, sr_id)
+    runs = await rt.schedules.last_runs(viewer.user_id, sr_id, RUNS_SHOWN)
+    return render(
+        request,
+        "schedule.html",
+        viewer.session,
+        viewer=viewer,
+        nav="schedules",
+        sr=sr,
+        runs=runs,
+        agent=agent_label(rt, sr.agent_id),
+        channel_names=await _channel_names(rt, viewer.user_id, [sr]),
+    )
 
 
 @router.post("/schedules/{sr_id}", dependencies=[Depends(check_csrf)])

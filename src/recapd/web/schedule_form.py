@@ -11,6 +11,7 @@ from typing import Any
 
 from starlette.datastructures import FormData
 
+from recapd.api.errors import capped
 from recapd.model.app_error import AppError
 from recapd.model.ids import new_id
 from recapd.model.scheduled_recap import ChannelMode, ScheduledRecap, TimePeriod
@@ -205,7 +206,8 @@ def message_of(err: AppError) -> str:
         return "Choose at least one channel, or “All my unread channels”."
     if name == "time_of_day":
         return "Enter the time as HH:MM, 24-hour (00:00 to 23:59)."
-    return _FRIENDLY.get(name, err.message[:1].upper() + err.message[1:])
+    message = capped(err.message)  # it may quote input of any size
+    return _FRIENDLY.get(name, message[:1].upper() + message[1:])
 
 
 def field_errors(user_id: str, values: dict[str, Any], now_ms: int) -> dict[str, AppError]:

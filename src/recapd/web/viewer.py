@@ -12,7 +12,7 @@ from starlette.requests import Request
 from recapd.model.app_error import AppError
 from recapd.runtime import Runtime
 from recapd.store.token_store import hash_token
-from recapd.web.session import Session, session_of
+from recapd.web.session import Session, end_session, session_of
 
 # The token id of a session signed in with a Mattermost token (local ones name their token).
 MATTERMOST_SESSION = "mattermost"
@@ -95,7 +95,7 @@ async def viewer_of(request: Request) -> Viewer:
     if session.token_id == MATTERMOST_SESSION:
         if mattermost_session_ended(runtime, session):
             hours = f"{runtime.settings.mattermost_web_session_hours:g}"
-            session.sign_out()
+            await end_session(request, session)
             session.say(
                 f"Your sign-in with a Mattermost token has ended after {hours} hours; "
                 "sign in again."
@@ -105,7 +105,7 @@ async def viewer_of(request: Request) -> Viewer:
     else:
         viewer = await asyncio.to_thread(_load_viewer, runtime, session)
     if viewer is None:
-        session.sign_out()
+        await end_session(request, session)
         raise SignInRequired
     request.state.web_viewer = viewer
     request.state.user_id = viewer.user_id  # for the request log

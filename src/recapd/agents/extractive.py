@@ -642,15 +642,16 @@ class _Channel:
         names = [n.strip().lstrip("@") for n in re.split(r"\s*(?:,|&|\band\b)\s*", m["owners"])]
         names = [n for n in names if n]
         explicit_form = text[m.end("owners") :].lstrip().lower().startswith(("to ", ":"))
+        task = re.sub(r"^to\s+", "", m["task"].strip(), flags=re.IGNORECASE)
         if any(n.lower() in _EVERYONE for n in names):
-            return "everyone", _task_text(m["task"])
+            return "everyone", _task_text(task)
         known = all(n.lower() in self.authors or m["owners"].startswith("@") for n in names)
         plausible = explicit_form and all(
             n.lower() not in _STOPWORDS and not n.isdigit() for n in names
         )
         if names and (known or plausible):
             owners = [n for n in names if self._owner_ok(n)]
-            return ", ".join(dict.fromkeys(owners)), _task_text(m["task"])
+            return ", ".join(dict.fromkeys(owners)), _task_text(task)
         return "", _task_text(text)
 
     def meeting_items(self) -> tuple[list[Highlight], list[ActionItem]]:
@@ -737,6 +738,8 @@ class _Channel:
                 # "@carol please rotate the keys": an imperative addressed to someone.
                 return 2.5, ActionItem(task, owner, [p.post.id])
             return None  # an unanswered ask is an open question, not a task
+        if _is_question(text):
+            return None  # "we should ... by... is it next Thursday?" asks, it does not assign
         for sentence in p.sentences:
             s = sentence.text
             if _is_question(s) or _STANDBY_RE.search(s):

@@ -22,7 +22,7 @@ from schemathesis.generation.modes import GenerationMode
 
 from recapd.api.app import create_app
 from recapd.store.store import Store
-from tests.test_api import Api, assert_error, make_api, schedule_body
+from tests.test_api import Api, assert_error, make_api, recap_body, schedule_body
 
 # Examples per operation and engine: enough to reach the validation branches, bounded so the
 # whole file stays well under a minute on a small machine.
@@ -34,7 +34,7 @@ def fuzz_api(store: Store) -> Api:
     """The test workspace, alice an administrator with a recap, a schedule and jobs."""
     api = make_api(store)
     store.tokens.set_roles(api.ws.users["alice"].id, "system_admin")
-    assert api.call("POST", "/recaps", json={"channel_ids": [api.channel("dev")]}).is_success
+    assert api.call("POST", "/recaps", json=recap_body(api)).is_success
     assert api.call("POST", "/scheduled_recaps", json=schedule_body(api)).is_success
     return api
 
@@ -98,13 +98,9 @@ def test_numbers_beyond_the_database_range_are_400(fuzz_api: Api) -> None:
     api = fuzz_api
     sid = api.call("GET", "/scheduled_recaps").json()[0]["id"]
     for update_at in (2**63, 10**30, -1):
-        assert_error(
-            api.call(
-                "PUT", f"/scheduled_recaps/{sid}", json={"title": "t", "update_at": update_at}
-            ),
-            400,
-            "api.context.invalid_body_param.app_error",
-        )
+        # update_at is the server's field: ignored, so it never reaches the SQL.
+        resp = api.call("PUT", f"/scheduled_recaps/{sid}", json={"update_at": update_at})
+        assert resp.status_code == 200, resp.text
     body = {"channel_id": api.channel("dev"), "message": "m", "create_at": 2**63}
     assert_error(
         api.call("POST", "/posts", json=body), 400, "api.context.invalid_body_param.app_error"

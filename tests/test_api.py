@@ -396,7 +396,7 @@ def test_ping_metrics_request_ids_and_docs(store: Store) -> None:
     assert fresh.json()["request_id"] == fresh.headers["X-Request-Id"]
     assert api.client.get("/docs").status_code == 200
     paths = api.client.get("/openapi.json").json()["paths"]
-    assert "/api/v4/scheduled_recaps/{sr_id}/run_now" in paths
+    assert "/api/v4/scheduled_recaps/{scheduled_recap_id}/run_now" in paths
     assert_error(api.call("GET", "/nowhere"), 404, "api.context.404.app_error")
 
 

@@ -1,6 +1,8 @@
 """Fuzzing the REST API from its own OpenAPI schema (schemathesis, in-process over ASGI) on both
 engines: valid and invalid requests for every operation, signed in as an administrator with a
-valid token; no request may get a 5xx (schemathesis' `not_a_server_error` check).
+valid token; no request may get a 5xx (schemathesis' `not_a_server_error` check), and every
+answer's status code and body are the ones the document gives for it (`status_code_conformance`,
+`response_schema_conformance`).
 
 Hypothesis drives each operation's schemathesis strategy directly (schemathesis' pytest loader
 for fixture-built schemas does not run on this pytest), so a failure names the operation and
@@ -16,7 +18,11 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import (
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
 from schemathesis.core.result import Ok
 from schemathesis.generation.modes import GenerationMode
 
@@ -46,7 +52,7 @@ def existing_ids(api: Api) -> dict[str, str]:
     job = api.call("GET", "/jobs").json()[0]
     return {
         "recap_id": recap["id"],
-        "sr_id": schedule["id"],
+        "scheduled_recap_id": schedule["id"],
         "job_id": job["id"],
         "job_type": job["type"],
     }
@@ -73,7 +79,12 @@ def _fuzz(operation: Any, headers: dict[str, str], known: dict[str, str]) -> Non
         database=None,
     )
     def run(case: Any) -> None:
-        case.call_and_validate(headers=headers, checks=[not_a_server_error])
+        # The document is true: every status code answered is documented for the operation,
+        # and every documented body (AppError, Recap, ...) matches what came back.
+        case.call_and_validate(
+            headers=headers,
+            checks=[not_a_server_error, status_code_conformance, response_schema_conformance],
+        )
 
     run()
 
@@ -90,7 +101,7 @@ def test_no_request_gets_a_server_error(fuzz_api: Api) -> None:
         _fuzz(operation, headers, known)
     # The schema really covers the API: every router's operations were fuzzed.
     assert {"POST /api/v4/recaps", "POST /api/v4/posts", "GET /api/v4/jobs"} <= set(labels)
-    assert "POST /api/v4/scheduled_recaps/{sr_id}/run_now" in labels
+    assert "POST /api/v4/scheduled_recaps/{scheduled_recap_id}/run_now" in labels
 
 
 def test_numbers_beyond_the_database_range_are_400(fuzz_api: Api) -> None:

@@ -213,3 +213,39 @@ def test_put_ignores_update_at_as_the_originals_web_app_never_sends_it(store: St
     # A client sending back an old update_at is not refused either.
     again = api.call("PUT", f"/scheduled_recaps/{sr['id']}", json={**sr, "title": "Late"})
     assert again.status_code == 200 and again.json()["title"] == "Late"
+
+
+def test_the_openapi_document_gives_the_real_answers(store: Store) -> None:
+    api = make_api(store)
+    doc = api.client.get("/openapi.json").json()
+    ops = {
+        (method, path): op
+        for path, item in doc["paths"].items()
+        if path.startswith("/api/v4/")
+        for method, op in item.items()
+    }
+    # Never a 422 (every validation failure is a 400 AppError), and no schema for one.
+    assert all("422" not in op["responses"] for op in ops.values())
+    assert "HTTPValidationError" not in doc["components"]["schemas"]
+    assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    create = ops[("post", "/api/v4/recaps")]
+    assert set(create["responses"]) == {"201", "400", "401", "403", "413", "429", "501", "502"}
+    assert create["security"] == [{"bearer": []}]
+    assert create["responses"]["201"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Recap"
+    }
+    error = {"$ref": "#/components/schemas/AppError"}
+    assert create["responses"]["429"]["content"]["application/json"]["schema"] == error
+    regenerate = ops[("post", "/api/v4/recaps/{recap_id}/regenerate")]
+    assert {"404", "409", "501"} <= set(regenerate["responses"])
+    assert "security" not in ops[("get", "/api/v4/system/ping")]
+    app_error = doc["components"]["schemas"]["AppError"]
+    assert set(app_error["required"]) == {
+        "id",
+        "message",
+        "detailed_error",
+        "request_id",
+        "status_code",
+    }
+    recap = doc["components"]["schemas"]["Recap"]
+    assert "channels" not in recap["required"] and "bot_id" in recap["required"]

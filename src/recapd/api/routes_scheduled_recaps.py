@@ -94,41 +94,47 @@ async def list_scheduled_recaps(
     return [scheduled_recap_to_wire(sr) for sr in found]
 
 
-@router.get("/{sr_id}")
-async def get_scheduled_recap(sr_id: str, user_id: UserId, rt: RuntimeDep) -> dict[str, Any]:
+@router.get("/{scheduled_recap_id}")
+async def get_scheduled_recap(
+    scheduled_recap_id: str, user_id: UserId, rt: RuntimeDep
+) -> dict[str, Any]:
     """One of the user's schedules."""
-    return scheduled_recap_to_wire(await rt.schedules.get(user_id, sr_id))
+    return scheduled_recap_to_wire(await rt.schedules.get(user_id, scheduled_recap_id))
 
 
-@router.put("/{sr_id}", openapi_extra=_UPDATE_DOC)
+@router.put("/{scheduled_recap_id}", openapi_extra=_UPDATE_DOC)
 async def update_scheduled_recap(
-    sr_id: str, body: JsonObject, user_id: UserId, rt: RuntimeDep
+    scheduled_recap_id: str, body: JsonObject, user_id: UserId, rt: RuntimeDep
 ) -> dict[str, Any]:
     """Change the editable fields given; the others keep their values."""
-    return scheduled_recap_to_wire(await rt.schedules.update(user_id, sr_id, _editable(body)))
+    return scheduled_recap_to_wire(
+        await rt.schedules.update(user_id, scheduled_recap_id, _editable(body))
+    )
 
 
-@router.delete("/{sr_id}")
-async def delete_scheduled_recap(sr_id: str, user_id: UserId, rt: RuntimeDep) -> dict[str, str]:
+@router.delete("/{scheduled_recap_id}")
+async def delete_scheduled_recap(
+    scheduled_recap_id: str, user_id: UserId, rt: RuntimeDep
+) -> dict[str, str]:
     """Soft delete."""
-    await rt.schedules.delete(user_id, sr_id)
+    await rt.schedules.delete(user_id, scheduled_recap_id)
     return {"status": "OK"}
 
 
-@router.post("/{sr_id}/pause")
-async def pause(sr_id: str, user_id: UserId, rt: RuntimeDep) -> dict[str, Any]:
+@router.post("/{scheduled_recap_id}/pause")
+async def pause(scheduled_recap_id: str, user_id: UserId, rt: RuntimeDep) -> dict[str, Any]:
     """Stop running the schedule until resumed."""
-    return scheduled_recap_to_wire(await rt.schedules.pause(user_id, sr_id))
+    return scheduled_recap_to_wire(await rt.schedules.pause(user_id, scheduled_recap_id))
 
 
-@router.post("/{sr_id}/resume")
-async def resume(sr_id: str, user_id: UserId, rt: RuntimeDep) -> dict[str, Any]:
+@router.post("/{scheduled_recap_id}/resume")
+async def resume(scheduled_recap_id: str, user_id: UserId, rt: RuntimeDep) -> dict[str, Any]:
     """Run the schedule again from its next occurrence."""
-    return scheduled_recap_to_wire(await rt.schedules.resume(user_id, sr_id))
+    return scheduled_recap_to_wire(await rt.schedules.resume(user_id, scheduled_recap_id))
 
 
-@router.post("/{sr_id}/run_now")
-async def run_now(sr_id: str, user_id: UserId, rt: RuntimeDep) -> dict[str, Any]:
+@router.post("/{scheduled_recap_id}/run_now")
+async def run_now(scheduled_recap_id: str, user_id: UserId, rt: RuntimeDep) -> dict[str, Any]:
     """An extra occurrence now; the timetable is not disturbed."""
-    job = await rt.schedules.run_now(user_id, sr_id)
+    job = await rt.schedules.run_now(user_id, scheduled_recap_id)
     return {"status": "OK", "job_id": job.id, "job_status": str(job.status)}

@@ -247,5 +247,17 @@ def test_the_openapi_document_gives_the_real_answers(store: Store) -> None:
         "request_id",
         "status_code",
     }
+    # The bodies say what the routes refuse missing: the original's required fields.
+    create_body = doc["components"]["schemas"]["CreateRecap"]
+    assert set(create_body["required"]) == {"title", "channel_ids", "agent_id"}
+    schedule = ops[("post", "/api/v4/scheduled_recaps")]["requestBody"]["content"]
+    assert set(schedule["application/json"]["schema"]["required"]) == {
+        "title",
+        "days_of_week",
+        "time_of_day",
+        "time_period",
+        "channel_mode",
+        "agent_id",
+    }
     recap = doc["components"]["schemas"]["Recap"]
     assert "channels" not in recap["required"] and "bot_id" in recap["required"]

@@ -34,11 +34,15 @@ class Paging:
 class CreateRecap(BaseModel):
     """The body of POST /recaps (the original's CreateRecapRequest)."""
 
-    model_config = ConfigDict(extra="ignore")
+    # The document says what the route enforces: all three present and not empty (checked in
+    # create_recap, so the answer is the original's invalid-param 400, not a validation list).
+    model_config = ConfigDict(
+        extra="ignore", json_schema_extra={"required": ["title", "channel_ids", "agent_id"]}
+    )
 
-    title: str = ""
-    channel_ids: list[str] = Field(default_factory=list)
-    agent_id: str = ""
+    title: str = Field("", json_schema_extra={"minLength": 1})
+    channel_ids: list[str] = Field(default_factory=list, json_schema_extra={"minItems": 1})
+    agent_id: str = Field("", json_schema_extra={"minLength": 1})
 
 
 def invalid_param(name: str) -> AppError:

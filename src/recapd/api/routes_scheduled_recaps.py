@@ -41,25 +41,29 @@ JsonObject = Annotated[dict[str, Any], Body()]
 # What the OpenAPI document says of the body (for /docs and the schema fuzz test). The route
 # still takes any JSON object, so a wrong type or an unknown key gets the model's own 400.
 _BODY_PROPERTIES: dict[str, Any] = {
-    "title": {"type": "string"},
+    "title": {"type": "string", "minLength": 1, "maxLength": 255},
     "days_of_week": {"type": "integer", "minimum": 1, "maximum": 127},
-    "time_of_day": {"type": "string", "example": "09:00"},
+    "time_of_day": {
+        "type": "string",
+        "pattern": "^([0-1][0-9]|2[0-3]):([0-5][0-9])$",
+        "example": "09:00",
+    },
     "timezone": {"type": "string", "example": "Europe/Paris"},
     "time_period": {"type": "string", "enum": [p.value for p in TimePeriod]},
     "channel_mode": {"type": "string", "enum": [m.value for m in ChannelMode]},
     "channel_ids": {"type": "array", "items": {"type": "string"}},
     "custom_instructions": {"type": "string"},
-    "agent_id": {"type": "string"},
+    "agent_id": {"type": "string", "minLength": 1},
     "is_recurring": {"type": "boolean"},
 }
 
 
-def _body_doc(properties: dict[str, Any]) -> dict[str, Any]:
-    schema = {"type": "object", "properties": properties}
+def _body_doc(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    schema = {"type": "object", "properties": properties, "required": list(required)}
     return {"requestBody": {"content": {"application/json": {"schema": schema}}}}
 
 
-_CREATE_DOC = _body_doc(_BODY_PROPERTIES)
+_CREATE_DOC = _body_doc(_BODY_PROPERTIES, _REQUIRED_ON_CREATE)
 _UPDATE_DOC = _body_doc(_BODY_PROPERTIES)
 
 

@@ -176,7 +176,7 @@ def test_schedules_commands(tmp_path: Path) -> None:
     out = recapd("schedules", "delete", sr_id, "--user", "bd808", cwd=tmp_path)
     assert "deleted" in out.stdout
     out = recapd("schedules", "show", sr_id, "--user", "bd808", cwd=tmp_path)
-    assert out.returncode == 1 and "not_found" in out.stderr
+    assert out.returncode == 1 and "app.scheduled_recap.get.app_error" in out.stderr
     out = recapd(
         "schedules",
         "create",

@@ -53,6 +53,7 @@ def test_serve_on_mattermost_recaps_a_schedule_and_delivers_it_by_dm(tmp_path: P
                     "time_period": "last_24h",
                     "channel_mode": "specific",
                     "channel_ids": [dev],
+                    "agent_id": "extractive",
                 },
                 token,
             )
@@ -62,7 +63,7 @@ def test_serve_on_mattermost_recaps_a_schedule_and_delivers_it_by_dm(tmp_path: P
                 "/api/v4/scheduled_recaps",
                 {"title": "x", "days_of_week": 127, "time_of_day": "09:00",
                  "time_period": "last_24h", "channel_mode": "specific",
-                 "channel_ids": [secret]},
+                 "channel_ids": [secret], "agent_id": "extractive"},
                 token,
             )  # fmt: skip
             assert status == 403, denied

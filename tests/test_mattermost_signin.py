@@ -130,7 +130,7 @@ def test_a_mattermost_token_signs_in_as_the_mattermost_user(
         async with w.api() as api:
             made = await api.post(
                 "/api/v4/recaps",
-                json={"title": "Dev", "channel_ids": [w.dev]},
+                json={"title": "Dev", "channel_ids": [w.dev], "agent_id": "extractive"},
                 headers=w.auth(w.tokens["alice"]),
             )
             assert made.status_code == 201, made.text
@@ -148,7 +148,7 @@ def test_a_mattermost_token_signs_in_as_the_mattermost_user(
             # Nor may a user recap a channel they are not in (hr is carol's).
             denied = await api.post(
                 "/api/v4/recaps",
-                json={"title": "HR", "channel_ids": [w.hr]},
+                json={"title": "HR", "channel_ids": [w.hr], "agent_id": "extractive"},
                 headers=w.auth(w.tokens["alice"]),
             )
             assert denied.status_code == 403, denied.text
@@ -291,6 +291,7 @@ def test_a_schedule_without_a_zone_takes_the_profile_zone(
         "time_of_day": "09:00",
         "time_period": "last_24h",
         "channel_mode": "specific",
+        "agent_id": "extractive",
     }
 
     async def main() -> None:

@@ -40,7 +40,7 @@ async def _no_progress(_: int) -> None:
 
 def make_recap(api: Api, agent_id: str) -> dict[str, Any]:
     """A recap of #dev by alice with `agent_id`, made by the real pipeline."""
-    body = {"channel_ids": [api.channel("dev")], "agent_id": agent_id}
+    body = {"title": "Dev", "channel_ids": [api.channel("dev")], "agent_id": agent_id}
     resp = api.call("POST", "/recaps", json=body)
     assert resp.status_code == 201, resp.text
     rid = resp.json()["id"]

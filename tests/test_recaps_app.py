@@ -134,9 +134,9 @@ def test_creation_checks(store: Store) -> None:
     assert error_of(channel_ids=[]).id == "app.recap.create.channel_ids.app_error"
     assert error_of(channel_ids=["nope"]).id == "app.recap.create.channel_ids.app_error"
     e = error_of(channel_ids=[ws.channels["dev"].id, ws.channels["ops"].id])
-    assert (e.id, e.status_code) == ("app.recap.max_channels.app_error", 400)
+    assert (e.id, e.status_code) == ("app.recap.max_channels_exceeded.app_error", 400)
     e = error_of(channel_ids=[ws.channels["hr"].id])
-    assert (e.id, e.status_code) == ("app.recap.permission_denied.app_error", 403)
+    assert (e.id, e.status_code) == ("app.recap.permission_denied", 403)
     e = error_of(agent_id="no-such-agent")
     assert (e.id, e.status_code) == ("app.agent.unknown.app_error", 400)
     assert store.recaps.count() == 0 and store.jobs.list_page() == []
@@ -161,7 +161,7 @@ def test_cooldown_answers_429_with_the_wait(store: Store) -> None:
     clock.advance(4 * 60_000)
     with pytest.raises(AppError) as err:
         asyncio.run(rt.recaps.create(alice, title="b", channel_ids=[dev]))
-    assert (err.value.id, err.value.status_code) == ("app.recap.cooldown.app_error", 429)
+    assert (err.value.id, err.value.status_code) == ("app.recap.cooldown_active.app_error", 429)
     assert err.value.params["retry_after_seconds"] == 360
     status = asyncio.run(rt.recaps.limit_status(alice))
     assert status.cooldown_remaining_seconds == 360 and status.recaps_used_today == 1
@@ -184,7 +184,7 @@ def test_concurrent_manual_creations_never_exceed_the_daily_limit(store: Store) 
     made = [r for r in results if isinstance(r, Recap)]
     refused = [r for r in results if isinstance(r, AppError)]
     assert len(made) == 3 and len(refused) == 7
-    assert {e.id for e in refused} == {"app.recap.daily_limit_reached.app_error"}
+    assert {e.id for e in refused} == {"app.recap.max_recaps_reached.app_error"}
     assert len(store.jobs.list_page(type=JobType.RECAP)) == 3
 
 

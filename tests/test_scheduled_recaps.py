@@ -515,7 +515,7 @@ def test_use_cases_validation_ownership_limits_and_run_now(store: Store) -> None
     with pytest.raises(AppError) as err:
         asyncio.run(rt.schedules.get(bob, first.id))
     assert (err.value.id, err.value.status_code) == (
-        "store.sql_scheduled_recap.get.not_found.app_error",
+        "app.scheduled_recap.get.app_error",
         404,
     )
     # Update recomputes the next run; pause then resume re-checks the limit.

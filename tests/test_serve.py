@@ -234,7 +234,9 @@ def test_no_jobs_runs_no_workers_and_a_full_node_then_makes_the_recap(tmp_path: 
         finally:
             store.close()
         status, _, recap = node.post(
-            "/api/v4/recaps", {"title": "Dev", "channel_ids": [channel_id]}, token
+            "/api/v4/recaps",
+            {"title": "Dev", "channel_ids": [channel_id], "agent_id": "extractive"},
+            token,
         )
         assert status == 201, (recap, node.output())
         # A pool in this process would be woken at once; two poll intervals (FAST_JOBS: 0.5 s)

@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from recapd import __version__, metrics, web
 from recapd.api import (
     errors,
+    openapi,
     routes_jobs,
     routes_posts,
     routes_recaps,
@@ -31,12 +32,17 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware)  # inside the request-id middleware: 413s carry it
     errors.install(app)
     app.add_middleware(RequestLogMiddleware)  # outermost: one line per request
-    app.include_router(routes_recaps.router)
-    app.include_router(routes_scheduled_recaps.router)
-    app.include_router(routes_system.router)
-    app.include_router(routes_jobs.router)
-    app.include_router(routes_posts.router)
-    app.include_router(routes_users.router)
-    app.include_router(routes_slash.router)
+    routers = [
+        routes_recaps.router,
+        routes_scheduled_recaps.router,
+        routes_system.router,
+        routes_jobs.router,
+        routes_posts.router,
+        routes_users.router,
+        routes_slash.router,
+    ]
+    for router in routers:
+        app.include_router(router)
     web.install(app)  # the browser pages, after the API routes
+    openapi.install(app, routers)
     return app

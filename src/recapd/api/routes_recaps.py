@@ -8,8 +8,10 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from recapd.api.auth import RuntimeDep, UserId
-from recapd.api.errors import check_text, check_url_text
-from recapd.model.recap import Recap, RecapChannel
+from recapd.api.errors import INVALID_BODY, check_text, check_url_text
+from recapd.api.wire import limit_status_to_wire, recap_to_wire
+from recapd.app.recaps import ensure_enabled
+from recapd.model.app_error import AppError
 
 MAX_PER_PAGE = 200
 DEFAULT_PER_PAGE = 60
@@ -30,61 +32,37 @@ class Paging:
 
 
 class CreateRecap(BaseModel):
-    """The body of POST /recaps."""
+    """The body of POST /recaps (the original's CreateRecapRequest)."""
 
-    model_config = ConfigDict(extra="ignore")
+    # The document says what the route enforces: all three present and not empty (checked in
+    # create_recap, so the answer is the original's invalid-param 400, not a validation list).
+    model_config = ConfigDict(
+        extra="ignore", json_schema_extra={"required": ["title", "channel_ids", "agent_id"]}
+    )
 
-    title: str = ""
-    channel_ids: list[str] = Field(default_factory=list)
-    agent_id: str = ""
-
-
-def channel_to_dict(ch: RecapChannel) -> dict[str, Any]:
-    """One channel of a recap, as JSON."""
-    return {
-        "id": ch.id,
-        "recap_id": ch.recap_id,
-        "channel_id": ch.channel_id,
-        "channel_name": ch.channel_name,
-        "highlights": [h.to_dict() for h in ch.highlights],
-        "action_items": [a.to_dict() for a in ch.action_items],
-        "source_post_ids": list(ch.source_post_ids),
-        "status": str(ch.status),
-        "error": ch.error,
-        "create_at": ch.create_at,
-    }
+    title: str = Field("", json_schema_extra={"minLength": 1})
+    channel_ids: list[str] = Field(default_factory=list, json_schema_extra={"minItems": 1})
+    agent_id: str = Field("", json_schema_extra={"minLength": 1})
 
 
-def recap_to_dict(r: Recap) -> dict[str, Any]:
-    """A recap as JSON, with the original's field names and recapd's additions."""
-    return {
-        "id": r.id,
-        "user_id": r.user_id,
-        "title": r.title,
-        "create_at": r.create_at,
-        "update_at": r.update_at,
-        "delete_at": r.delete_at,
-        "read_at": r.read_at,
-        "viewed_at": r.viewed_at,
-        "total_message_count": r.total_message_count,
-        "status": str(r.status),
-        "bot_id": r.bot_id,
-        "scheduled_recap_id": r.scheduled_recap_id,
-        "skip_reason": str(r.skip_reason),
-        "scheduled_for": r.scheduled_for,
-        "error": r.error,
-        "channels": [channel_to_dict(c) for c in r.channels],
-    }
+def invalid_param(name: str) -> AppError:
+    """The original's answer to a missing or empty required field (`c.SetInvalidParam`)."""
+    return AppError(INVALID_BODY, f"Invalid or missing {name} in request body.", status_code=400)
 
 
 @router.post("", status_code=201)
 async def create_recap(body: CreateRecap, user_id: UserId, rt: RuntimeDep) -> dict[str, Any]:
     """Ask for a recap of channels the user can read."""
+    ensure_enabled(rt.settings)
     check_text(body.model_dump())
+    # The original refuses these empty (400) before anything else; so does recapd.
+    for name in ("channel_ids", "title", "agent_id"):
+        if not getattr(body, name):
+            raise invalid_param(name)
     recap = await rt.recaps.create(
         user_id, title=body.title, channel_ids=body.channel_ids, agent_id=body.agent_id
     )
-    return recap_to_dict(recap)
+    return recap_to_wire(recap)
 
 
 @router.get("")
@@ -93,39 +71,38 @@ async def list_recaps(
 ) -> list[dict[str, Any]]:
     """The user's recaps, newest first, without channels."""
     recaps = await rt.recaps.list_for_user(user_id, paging.page, paging.per_page)
-    return [recap_to_dict(r) for r in recaps]
+    return [recap_to_wire(r) for r in recaps]
 
 
 @router.get("/limit_status")
 async def limit_status(user_id: UserId, rt: RuntimeDep) -> dict[str, Any]:
     """The limits in force and today's use."""
-    return (await rt.recaps.limit_status(user_id)).to_dict()
+    return limit_status_to_wire(await rt.recaps.limit_status(user_id))
 
 
 @router.post("/mark_viewed")
 async def mark_viewed(user_id: UserId, rt: RuntimeDep) -> dict[str, Any]:
-    """Mark the user's finished recaps viewed."""
-    count = await rt.recaps.mark_all_viewed(user_id)
-    return {"status": "OK", "count": count}
+    """Mark the user's finished recaps viewed; the original's MarkRecapsViewedResponse."""
+    return {"recap_ids": await rt.recaps.mark_all_viewed(user_id)}
 
 
 @router.get("/{recap_id}")
 async def get_recap(recap_id: str, user_id: UserId, rt: RuntimeDep) -> dict[str, Any]:
     """One of the user's recaps, with its channels."""
-    return recap_to_dict(await rt.recaps.get(user_id, recap_id))
+    return recap_to_wire(await rt.recaps.get(user_id, recap_id))
 
 
 @router.post("/{recap_id}/read")
 async def mark_read(recap_id: str, user_id: UserId, rt: RuntimeDep) -> dict[str, Any]:
     """Set read_at once."""
     await rt.recaps.mark_read(user_id, recap_id)
-    return recap_to_dict(await rt.recaps.get(user_id, recap_id))
+    return recap_to_wire(await rt.recaps.get(user_id, recap_id))
 
 
 @router.post("/{recap_id}/regenerate")
 async def regenerate(recap_id: str, user_id: UserId, rt: RuntimeDep) -> dict[str, Any]:
     """Make a finished recap again."""
-    return recap_to_dict(await rt.recaps.regenerate(user_id, recap_id))
+    return recap_to_wire(await rt.recaps.regenerate(user_id, recap_id))
 
 
 @router.delete("/{recap_id}")

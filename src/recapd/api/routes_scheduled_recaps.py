@@ -8,10 +8,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends
 
 from recapd.api.auth import RuntimeDep, UserId
-from recapd.api.errors import INVALID_BODY, check_text, check_url_text
-from recapd.api.routes_recaps import Paging
+from recapd.api.errors import check_text, check_url_text
+from recapd.api.routes_recaps import Paging, invalid_param
+from recapd.api.wire import scheduled_recap_to_wire
+from recapd.app.recaps import ensure_enabled
 from recapd.app.scheduled_recaps import EDITABLE_FIELDS
-from recapd.model.app_error import AppError
 from recapd.model.scheduled_recap import ChannelMode, ScheduledRecap, TimePeriod
 
 router = APIRouter(
@@ -20,36 +21,50 @@ router = APIRouter(
     dependencies=[Depends(check_url_text)],
 )
 
+# update_at is the server's too: the original's web app sends back only the editable fields
+# (ScheduledRecapInput), so a lost-update guard on it would never be used by that client.
 _SERVER_FIELDS = frozenset(f.name for f in fields(ScheduledRecap)) - set(EDITABLE_FIELDS)
+# What the original's createScheduledRecap refuses missing or empty, in its order. A missing
+# timezone is not among them here: recapd takes the user's zone from the chat profile (the
+# original's web app always sends one).
+_REQUIRED_ON_CREATE = (
+    "title",
+    "days_of_week",
+    "time_of_day",
+    "time_period",
+    "channel_mode",
+    "agent_id",
+)
 
 JsonObject = Annotated[dict[str, Any], Body()]
 
-_MAX_MS = 2**63 - 1
 # What the OpenAPI document says of the body (for /docs and the schema fuzz test). The route
 # still takes any JSON object, so a wrong type or an unknown key gets the model's own 400.
 _BODY_PROPERTIES: dict[str, Any] = {
-    "title": {"type": "string"},
+    "title": {"type": "string", "minLength": 1, "maxLength": 255},
     "days_of_week": {"type": "integer", "minimum": 1, "maximum": 127},
-    "time_of_day": {"type": "string", "example": "09:00"},
+    "time_of_day": {
+        "type": "string",
+        "pattern": "^([0-1][0-9]|2[0-3]):([0-5][0-9])$",
+        "example": "09:00",
+    },
     "timezone": {"type": "string", "example": "Europe/Paris"},
     "time_period": {"type": "string", "enum": [p.value for p in TimePeriod]},
     "channel_mode": {"type": "string", "enum": [m.value for m in ChannelMode]},
     "channel_ids": {"type": "array", "items": {"type": "string"}},
     "custom_instructions": {"type": "string"},
-    "agent_id": {"type": "string"},
+    "agent_id": {"type": "string", "minLength": 1},
     "is_recurring": {"type": "boolean"},
 }
 
 
-def _body_doc(properties: dict[str, Any]) -> dict[str, Any]:
-    schema = {"type": "object", "properties": properties}
+def _body_doc(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    schema = {"type": "object", "properties": properties, "required": list(required)}
     return {"requestBody": {"content": {"application/json": {"schema": schema}}}}
 
 
-_CREATE_DOC = _body_doc(_BODY_PROPERTIES)
-_UPDATE_DOC = _body_doc(
-    {**_BODY_PROPERTIES, "update_at": {"type": "integer", "minimum": 0, "maximum": _MAX_MS}}
-)
+_CREATE_DOC = _body_doc(_BODY_PROPERTIES, _REQUIRED_ON_CREATE)
+_UPDATE_DOC = _body_doc(_BODY_PROPERTIES)
 
 
 def _editable(body: dict[str, Any]) -> dict[str, Any]:
@@ -64,7 +79,14 @@ async def create_scheduled_recap(
     body: JsonObject, user_id: UserId, rt: RuntimeDep
 ) -> dict[str, Any]:
     """A new schedule (enabled)."""
-    return (await rt.schedules.create(user_id, _editable(body))).to_dict()
+    ensure_enabled(rt.settings)
+    for name in _REQUIRED_ON_CREATE:
+        value = body.get(name)
+        # Only absent, "" and 0 are "missing" (as Go's zero values); a wrong type is the
+        # model's 400 with its own id.
+        if value is None or value == "" or (value == 0 and not isinstance(value, bool)):
+            raise invalid_param(name)
+    return scheduled_recap_to_wire(await rt.schedules.create(user_id, _editable(body)))
 
 
 @router.get("")
@@ -73,51 +95,50 @@ async def list_scheduled_recaps(
 ) -> list[dict[str, Any]]:
     """The user's schedules, newest first."""
     found = await rt.schedules.list_for_user(user_id, paging.page, paging.per_page)
-    return [sr.to_dict() for sr in found]
+    return [scheduled_recap_to_wire(sr) for sr in found]
 
 
-@router.get("/{sr_id}")
-async def get_scheduled_recap(sr_id: str, user_id: UserId, rt: RuntimeDep) -> dict[str, Any]:
-    """One of the user's schedules."""
-    return (await rt.schedules.get(user_id, sr_id)).to_dict()
-
-
-@router.put("/{sr_id}", openapi_extra=_UPDATE_DOC)
-async def update_scheduled_recap(
-    sr_id: str, body: JsonObject, user_id: UserId, rt: RuntimeDep
+@router.get("/{scheduled_recap_id}")
+async def get_scheduled_recap(
+    scheduled_recap_id: str, user_id: UserId, rt: RuntimeDep
 ) -> dict[str, Any]:
-    """Change the editable fields; `update_at` in the body guards against lost updates."""
-    expected = body.get("update_at", 0)
-    if not isinstance(expected, int) or isinstance(expected, bool):
-        expected = 0
-    elif not 0 <= expected <= _MAX_MS:
-        # Out of the database's range: it could never match, and must not reach the SQL.
-        raise AppError(INVALID_BODY, "update_at must be a time in milliseconds.", status_code=400)
-    saved = await rt.schedules.update(user_id, sr_id, _editable(body), expected)
-    return saved.to_dict()
+    """One of the user's schedules."""
+    return scheduled_recap_to_wire(await rt.schedules.get(user_id, scheduled_recap_id))
 
 
-@router.delete("/{sr_id}")
-async def delete_scheduled_recap(sr_id: str, user_id: UserId, rt: RuntimeDep) -> dict[str, str]:
+@router.put("/{scheduled_recap_id}", openapi_extra=_UPDATE_DOC)
+async def update_scheduled_recap(
+    scheduled_recap_id: str, body: JsonObject, user_id: UserId, rt: RuntimeDep
+) -> dict[str, Any]:
+    """Change the editable fields given; the others keep their values."""
+    return scheduled_recap_to_wire(
+        await rt.schedules.update(user_id, scheduled_recap_id, _editable(body))
+    )
+
+
+@router.delete("/{scheduled_recap_id}")
+async def delete_scheduled_recap(
+    scheduled_recap_id: str, user_id: UserId, rt: RuntimeDep
+) -> dict[str, str]:
     """Soft delete."""
-    await rt.schedules.delete(user_id, sr_id)
+    await rt.schedules.delete(user_id, scheduled_recap_id)
     return {"status": "OK"}
 
 
-@router.post("/{sr_id}/pause")
-async def pause(sr_id: str, user_id: UserId, rt: RuntimeDep) -> dict[str, Any]:
+@router.post("/{scheduled_recap_id}/pause")
+async def pause(scheduled_recap_id: str, user_id: UserId, rt: RuntimeDep) -> dict[str, Any]:
     """Stop running the schedule until resumed."""
-    return (await rt.schedules.pause(user_id, sr_id)).to_dict()
+    return scheduled_recap_to_wire(await rt.schedules.pause(user_id, scheduled_recap_id))
 
 
-@router.post("/{sr_id}/resume")
-async def resume(sr_id: str, user_id: UserId, rt: RuntimeDep) -> dict[str, Any]:
+@router.post("/{scheduled_recap_id}/resume")
+async def resume(scheduled_recap_id: str, user_id: UserId, rt: RuntimeDep) -> dict[str, Any]:
     """Run the schedule again from its next occurrence."""
-    return (await rt.schedules.resume(user_id, sr_id)).to_dict()
+    return scheduled_recap_to_wire(await rt.schedules.resume(user_id, scheduled_recap_id))
 
 
-@router.post("/{sr_id}/run_now")
-async def run_now(sr_id: str, user_id: UserId, rt: RuntimeDep) -> dict[str, Any]:
+@router.post("/{scheduled_recap_id}/run_now")
+async def run_now(scheduled_recap_id: str, user_id: UserId, rt: RuntimeDep) -> dict[str, Any]:
     """An extra occurrence now; the timetable is not disturbed."""
-    job = await rt.schedules.run_now(user_id, sr_id)
+    job = await rt.schedules.run_now(user_id, scheduled_recap_id)
     return {"status": "OK", "job_id": job.id, "job_status": str(job.status)}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
 
 from recapd.app.agents import AgentPool
 from recapd.app.delivery import enqueue_delivery
@@ -18,7 +17,15 @@ from recapd.jobs.server import JobServer
 from recapd.model.app_error import AppError
 from recapd.model.ids import is_valid_id, new_id
 from recapd.model.job import JobType
-from recapd.model.recap import ChannelStatus, Recap, RecapChannel, RecapStatus
+from recapd.model.recap import (
+    MAX_CHANNELS_EXCEEDED,
+    RECAP_NOT_FOUND,
+    RECAP_PERMISSION_DENIED,
+    ChannelStatus,
+    Recap,
+    RecapChannel,
+    RecapStatus,
+)
 from recapd.model.tz import InvalidZoneError, load_zone, local_day_bounds
 from recapd.store.store import Store
 from recapd.summarize.budget import PostBudget, effective_post_limit
@@ -55,9 +62,10 @@ class LimitStatus:
     cooldown_remaining_seconds: int
     max_channels_per_recap: int
     max_scheduled_recaps: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+    max_posts_per_recap: int = -1
+    max_tokens_per_recap: int = -1
+    # When the cooldown ends (ms; 0 when no cooldown is running).
+    cooldown_available_at: int = 0
 
 
 class RecapService:
@@ -86,7 +94,12 @@ class RecapService:
     async def get(self, user_id: str, recap_id: str) -> Recap:
         """The user's recap with its channels; someone else's answers exactly like a missing one."""
         ensure_enabled(self.settings)
-        recap = await asyncio.to_thread(self.store.recaps.get, recap_id)
+        try:
+            recap = await asyncio.to_thread(self.store.recaps.get, recap_id)
+        except AppError as exc:
+            if exc.status_code == 404:
+                raise _not_found(recap_id) from exc
+            raise
         if recap.user_id != user_id or recap.status == RecapStatus.SKIPPED:
             raise _not_found(recap_id)
         return recap
@@ -101,8 +114,8 @@ class RecapService:
         await self.get(user_id, recap_id)
         return await asyncio.to_thread(self.store.recaps.mark_read, recap_id, self.clock.now_ms())
 
-    async def mark_all_viewed(self, user_id: str) -> int:
-        """Mark the user's finished recaps viewed; return how many changed."""
+    async def mark_all_viewed(self, user_id: str) -> list[str]:
+        """Mark the user's finished recaps viewed; return the ids of those that changed."""
         ensure_enabled(self.settings)
         return await asyncio.to_thread(self.store.recaps.mark_viewed, user_id, self.clock.now_ms())
 
@@ -132,7 +145,8 @@ class RecapService:
         posts = await asyncio.to_thread(recaps.posts_used, user_id, start, end)
         last = await asyncio.to_thread(recaps.last_manual_create_at, user_id)
         cooldown = lim.effective_limit("cooldown_minutes")
-        remaining = max(0, (last + cooldown * 60_000 - now) // 1000) if last and cooldown else 0
+        ends = last + cooldown * 60_000 if last and cooldown > 0 else 0
+        remaining = max(0, (ends - now) // 1000) if ends > now else 0
         return LimitStatus(
             max_recaps_per_day=lim.effective_limit("max_recaps_per_day"),
             recaps_used_today=used,
@@ -143,6 +157,9 @@ class RecapService:
             cooldown_remaining_seconds=remaining,
             max_channels_per_recap=lim.effective_limit("max_channels_per_recap"),
             max_scheduled_recaps=lim.effective_limit("max_scheduled_recaps"),
+            max_posts_per_recap=lim.effective_limit("max_posts_per_recap"),
+            max_tokens_per_recap=lim.effective_limit("max_tokens_per_recap"),
+            cooldown_available_at=ends if ends > now else 0,
         )
 
     # -- creating ------------------------------------------------------------------------------
@@ -167,7 +184,7 @@ class RecapService:
         max_channels = lim.effective_limit("max_channels_per_recap")
         if 0 <= max_channels < len(channels):
             raise AppError(
-                "app.recap.max_channels.app_error",
+                MAX_CHANNELS_EXCEEDED,
                 f"a recap can cover at most {max_channels} channels",
                 detailed_error=f"got {len(channels)}",
                 status_code=400,
@@ -176,7 +193,7 @@ class RecapService:
         if len(title.encode()) > TITLE_MAX_BYTES:
             raise _invalid("title", f"must be at most {TITLE_MAX_BYTES} bytes")
         self.agents.get(agent_id)  # unknown agent: 400 before anything is stored
-        await ensure_can_read(self.chat, user_id, channels, "app.recap.permission_denied.app_error")
+        await ensure_can_read(self.chat, user_id, channels, RECAP_PERMISSION_DENIED)
         now = self.clock.now_ms()
         start, end = await self._user_day(user_id, now)
         recap = Recap(
@@ -359,7 +376,7 @@ class RecapService:
 
 def _not_found(recap_id: str) -> AppError:
     return AppError(
-        "store.sql_recap.get.not_found.app_error",
+        RECAP_NOT_FOUND,
         "recap not found",
         detailed_error=f"id={recap_id}",
         status_code=404,

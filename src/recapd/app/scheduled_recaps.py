@@ -21,8 +21,20 @@ from recapd.metrics import SCHEDULE_OUTCOMES, SCHEDULE_START_DELAY
 from recapd.model.app_error import AppError
 from recapd.model.ids import new_id
 from recapd.model.job import Job, JobType
-from recapd.model.recap import Recap, RecapStatus, SkipReason, outcome_kind, skipped_outcome
-from recapd.model.scheduled_recap import ChannelMode, ScheduledRecap
+from recapd.model.recap import (
+    MAX_RECAPS_REACHED,
+    Recap,
+    RecapStatus,
+    SkipReason,
+    outcome_kind,
+    skipped_outcome,
+)
+from recapd.model.scheduled_recap import (
+    CHANNEL_ACCESS_DENIED,
+    SCHEDULED_RECAP_NOT_FOUND,
+    ChannelMode,
+    ScheduledRecap,
+)
 from recapd.model.tz import InvalidZoneError, load_zone, local_day_bounds
 from recapd.store.store import Store
 
@@ -118,7 +130,12 @@ class ScheduledRecapService:
     async def get(self, user_id: str, sr_id: str) -> ScheduledRecap:
         """The user's schedule; someone else's answers exactly like a missing one (404)."""
         ensure_enabled(self.settings)
-        sr = await asyncio.to_thread(self.store.scheduled_recaps.get, sr_id)
+        try:
+            sr = await asyncio.to_thread(self.store.scheduled_recaps.get, sr_id)
+        except AppError as exc:
+            if exc.status_code == 404:
+                raise _not_found(sr_id) from exc
+            raise
         if sr.user_id != user_id:
             raise _not_found(sr_id)
         return sr
@@ -150,9 +167,7 @@ class ScheduledRecapService:
                 f"a recap can cover at most {max_channels} channels",
                 status_code=400,
             )
-        await ensure_can_read(
-            self.chat, sr.user_id, sr.channel_ids, "app.scheduled_recap.permission_denied.app_error"
-        )
+        await ensure_can_read(self.chat, sr.user_id, sr.channel_ids, CHANNEL_ACCESS_DENIED)
 
     async def create(self, user_id: str, fields: dict[str, Any]) -> ScheduledRecap:
         """A new schedule for the user (enabled), within their limit of live schedules."""
@@ -317,7 +332,7 @@ class ScheduledRecapService:
                 recaps.save_if_under_daily_limit, recap, limit, start, end
             )
         except AppError as exc:
-            if exc.id == "app.recap.daily_limit_reached.app_error":
+            if exc.id == MAX_RECAPS_REACHED:
                 return await asyncio.to_thread(
                     self._skipped, sr, scheduled_for, SkipReason.DAILY_LIMIT, exc.message
                 )
@@ -405,7 +420,7 @@ class ScheduledRecapService:
 
 def _not_found(sr_id: str) -> AppError:
     return AppError(
-        "store.sql_scheduled_recap.get.not_found.app_error",
+        SCHEDULED_RECAP_NOT_FOUND,
         "scheduled recap not found",
         detailed_error=f"id={sr_id}",
         status_code=404,

@@ -37,8 +37,9 @@ from recapd.clock import Clock
 from recapd.config import Settings
 from recapd.model.app_error import AppError
 from recapd.model.chat import Channel, ChannelType
-from recapd.model.recap import Recap, RecapStatus
+from recapd.model.recap import RECAP_PERMISSION_DENIED, Recap, RecapStatus
 from recapd.model.scheduled_recap import (
+    CHANNEL_ACCESS_DENIED,
     EVERY_DAY,
     FRIDAY,
     MONDAY,
@@ -538,7 +539,7 @@ def _is_hook_of(url: str, server_url: str) -> bool:
 
 
 def _app_error_text(err: AppError) -> str:
-    if err.id.endswith("permission_denied.app_error"):
+    if err.id in (RECAP_PERMISSION_DENIED, CHANNEL_ACCESS_DENIED):
         return "You cannot recap one of those channels (or the bot is not a member of it)."
     return err.message[:1].upper() + err.message[1:] + ("" if err.message.endswith(".") else ".")
 

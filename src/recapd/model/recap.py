@@ -22,6 +22,14 @@ class RecapStatus(StrEnum):
     SKIPPED = "skipped"
 
 
+# Error ids the original (Mattermost) answers with, kept so its clients recognise them.
+COOLDOWN_ACTIVE = "app.recap.cooldown_active.app_error"
+MAX_RECAPS_REACHED = "app.recap.max_recaps_reached.app_error"
+MAX_CHANNELS_EXCEEDED = "app.recap.max_channels_exceeded.app_error"
+RECAP_NOT_FOUND = "app.recap.get.app_error"
+RECAP_PERMISSION_DENIED = "app.recap.permission_denied"
+
+
 class SkipReason(StrEnum):
     """Why an occurrence produced no recap; stored on the skipped record."""
 

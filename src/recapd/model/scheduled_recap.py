@@ -47,6 +47,10 @@ SATURDAY = 64
 WEEKDAYS = MONDAY | TUESDAY | WEDNESDAY | THURSDAY | FRIDAY  # 62
 EVERY_DAY = WEEKDAYS | SATURDAY | SUNDAY  # 127
 
+# Error ids the original (Mattermost) answers with, kept so its clients recognise them.
+SCHEDULED_RECAP_NOT_FOUND = "app.scheduled_recap.get.app_error"
+CHANNEL_ACCESS_DENIED = "app.scheduled_recap.channel_access_denied.app_error"
+
 TITLE_MAX_BYTES = 255
 CUSTOM_INSTRUCTIONS_MAX_BYTES = 500
 AGENT_ID_MAX_CHARS = 64

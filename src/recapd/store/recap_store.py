@@ -11,6 +11,8 @@ from sqlalchemy.engine import Connection
 
 from recapd.model.app_error import AppError
 from recapd.model.recap import (
+    COOLDOWN_ACTIVE,
+    MAX_RECAPS_REACHED,
     ActionItem,
     Highlight,
     Recap,
@@ -196,7 +198,7 @@ class RecapStore:
                 wait_ms = last + cooldown_ms - now_ms
                 if last and wait_ms > 0:
                     raise AppError(
-                        "app.recap.cooldown.app_error",
+                        COOLDOWN_ACTIVE,
                         f"please wait {math.ceil(wait_ms / 60_000)} more minute(s) before "
                         "asking for another recap",
                         detailed_error=f"retry_after_ms={wait_ms}",
@@ -208,7 +210,7 @@ class RecapStore:
                 and self._count_today(c, recap.user_id, day_start_ms, day_end_ms) >= limit
             ):
                 raise AppError(
-                    "app.recap.daily_limit_reached.app_error",
+                    MAX_RECAPS_REACHED,
                     f"you have reached the limit of {limit} recaps per day",
                     detailed_error=f"limit={limit}",
                     status_code=400,
@@ -388,8 +390,10 @@ class RecapStore:
             c.execute(q)
             return self.get(recap_id, conn=c)
 
-    def mark_viewed(self, user_id: str, now_ms: int, *, conn: Connection | None = None) -> int:
-        """Mark the user's finished, unviewed recaps viewed; return how many changed."""
+    def mark_viewed(
+        self, user_id: str, now_ms: int, *, conn: Connection | None = None
+    ) -> list[str]:
+        """Mark the user's finished, unviewed recaps viewed; return their ids."""
         q = (
             t.update()
             .where(
@@ -399,9 +403,10 @@ class RecapStore:
                 t.c.status.in_([RecapStatus.COMPLETED.value, RecapStatus.FAILED.value]),
             )
             .values(viewed_at=now_ms)
+            .returning(t.c.id)
         )
         with self._db.transaction(conn) as c:
-            return int(c.execute(q).rowcount)
+            return sorted(str(row[0]) for row in c.execute(q))
 
     def delete(self, recap_id: str, now_ms: int, *, conn: Connection | None = None) -> None:
         """Soft delete."""

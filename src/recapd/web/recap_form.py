@@ -10,12 +10,13 @@ from starlette.datastructures import FormData
 from recapd.api.errors import capped
 from recapd.app.recaps import TITLE_MAX_BYTES, LimitStatus
 from recapd.model.app_error import AppError
+from recapd.model.recap import MAX_CHANNELS_EXCEEDED, RECAP_PERMISSION_DENIED
 from recapd.web.schedule_form import storable
 
 FIELDS = ("title", "channel_ids", "agent_id")
 
 _CHANNEL_ERRORS = {
-    "app.recap.permission_denied.app_error": (
+    RECAP_PERMISSION_DENIED: (
         "You cannot read one of the chosen channels (any more); choose others."
     ),
 }
@@ -65,7 +66,7 @@ def field_of(err: AppError) -> str:
         return err.id.split(".")[2]
     if err.id.startswith("app.agent."):
         return "agent_id"
-    if err.id in ("app.recap.max_channels.app_error", "app.recap.permission_denied.app_error"):
+    if err.id in (MAX_CHANNELS_EXCEEDED, RECAP_PERMISSION_DENIED):
         return "channel_ids"
     return ""
 
@@ -82,7 +83,7 @@ def message_of(err: AppError) -> str:
             return "Choose at least one channel."
         if "not a channel id" in err.message:
             return "One of the chosen channels does not exist; choose from the list."
-        if err.id == "app.recap.max_channels.app_error":
+        if err.id == MAX_CHANNELS_EXCEEDED:
             return f"{err.message[:1].upper()}{err.message[1:]}; untick some."
     if name == "title" and err.id.startswith("app.recap.create."):
         return f"The title is too long: at most {TITLE_MAX_BYTES} bytes."

@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from recapd.app.recaps import LimitStatus, ensure_enabled
 from recapd.model.app_error import AppError
-from recapd.model.recap import Recap, RecapStatus
+from recapd.model.recap import MAX_RECAPS_REACHED, Recap, RecapStatus
 from recapd.runtime import Runtime
 from recapd.web.choices import agent_choices, agent_label, channel_choices
 from recapd.web.page_route import PageRoute, see_other
@@ -89,7 +89,7 @@ async def _form_page(
     limits: LimitStatus = await rt.recaps.limit_status(viewer.user_id)
     general = next((e for e in errors if not field_of(e)), None)
     retry_s = int(general.params.get("retry_after_seconds", 0)) if general is not None else 0
-    daily = general is not None and general.id == "app.recap.daily_limit_reached.app_error"
+    daily = general is not None and general.id == MAX_RECAPS_REACHED
     # Said before the user fills in the form, not only once it is refused.
     waiting_s = limits.cooldown_remaining_seconds if not errors else 0
     response = render(

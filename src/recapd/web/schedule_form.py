@@ -14,7 +14,12 @@ from starlette.datastructures import FormData
 from recapd.api.errors import capped
 from recapd.model.app_error import AppError
 from recapd.model.ids import new_id
-from recapd.model.scheduled_recap import ChannelMode, ScheduledRecap, TimePeriod
+from recapd.model.scheduled_recap import (
+    CHANNEL_ACCESS_DENIED,
+    ChannelMode,
+    ScheduledRecap,
+    TimePeriod,
+)
 from recapd.model.tz import InvalidZoneError, load_zone
 
 # Form fields, in page order; an error about anything else is shown above the form.
@@ -40,7 +45,7 @@ _FRIENDLY: dict[str, str] = {
     "channel_mode": "Choose which channels to recap.",
 }
 _CHANNEL_ERRORS = {
-    "app.scheduled_recap.permission_denied.app_error": (
+    CHANNEL_ACCESS_DENIED: (
         "You cannot read one of the chosen channels (any more); choose others."
     ),
 }
@@ -191,7 +196,7 @@ def field_of(err: AppError) -> str:
         return "agent_id"
     if err.id in (
         "app.scheduled_recap.max_channels.app_error",
-        "app.scheduled_recap.permission_denied.app_error",
+        CHANNEL_ACCESS_DENIED,
     ):
         return "channel_ids"
     return ""

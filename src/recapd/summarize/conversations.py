@@ -200,9 +200,6 @@ class _Linker:
         if answer is not None:
             return answer, "answer"
         if last_own is not None:
-            partner = self._partner_went_on(i, author, last_own)
-            if partner is not None:
-                return partner, "partner"
             turn = self._turn_taken(i, author, last_own)
             if turn is not None:
                 return turn, "turn"
@@ -270,15 +267,6 @@ class _Linker:
                     return latest
                 return j
         return None
-
-    def _partner_went_on(self, i: int, author: str, last_own: int) -> int | None:
-        partner = self._parent_author(last_own)
-        if not partner or partner == author:
-            return None
-        k = self.last_by.get(partner)
-        if k is None or k <= last_own or (self.mentions[k] - {author}):
-            return None
-        return k if self._age(i, k) < _REPLY_WINDOW_MS else None
 
     def _turn_taken(self, i: int, author: str, last_own: int) -> int | None:
         """A, B, A: the second line of A answers B when B's line, just before, opened a

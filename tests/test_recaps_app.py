@@ -376,7 +376,11 @@ def test_a_long_channel_cannot_take_the_whole_post_budget(store: Store) -> None:
 
 
 def test_open_questions_and_bots_reach_the_stored_recap(store: Store) -> None:
-    ws = make_workspace(store, ["alice", "bob", "mootbot"], {"dev": ["alice", "bob", "mootbot"]})
+    members = ["alice", "bob", "mootbot", "deployer"]
+    ws = make_workspace(store, members, {"dev": members})
+    # A bot account by its flag (Mattermost's and Slack's is_bot), whatever its name.
+    ws.users["deployer"].is_bot = True
+    store.workspace.upsert_users([ws.users["deployer"]])
     add_posts(
         store,
         ws,
@@ -385,6 +389,7 @@ def test_open_questions_and_bots_reach_the_stored_recap(store: Store) -> None:
             ("alice", "Does anyone know where the staging credentials are kept these days?"),
             ("mootbot", "Commands Available: [TOPIC], [IDEA], [ACTION], [AGREED], [LINK]"),
             ("bob", "[ACTION] alice and bob to rotate the staging keys before Friday"),
+            ("deployer", "@bob please approve the production deploy of build 4411 now"),
         ],
         T0,
     )
@@ -402,3 +407,5 @@ def test_open_questions_and_bots_reach_the_stored_recap(store: Store) -> None:
         ("Rotate the staging keys before Friday", "alice, bob", True)
     ]
     assert all("mootbot" not in h.text.lower() for h in dev.highlights)
+    # The flagged bot's request is neither a highlight nor an action item.
+    assert all("deploy" not in item.text for item in [*dev.highlights, *dev.action_items])

@@ -148,7 +148,7 @@ class ChannelSummarizer:
             reply_count=replies.get(p.id, 0),
             reaction_count=len(p.reactions),
             context_only=context_only,
-            is_bot=bool(user and user.is_bot),
+            is_bot=bool(user and user.is_bot) or _posted_by_a_bot(p),
         )
 
     async def _summarize_posts(
@@ -235,6 +235,13 @@ class ChannelSummarizer:
             s.calls += 1
         s.usage = s.usage + res.usage
         return res
+
+
+def _posted_by_a_bot(post: Post) -> bool:
+    """Mattermost marks posts of bots and incoming webhooks in their props."""
+    return any(
+        str(post.props.get(key, "")).lower() == "true" for key in ("from_bot", "from_webhook")
+    )
 
 
 def _cut_notice(cut: Sequence[Post], limit: int, reader: User) -> str:

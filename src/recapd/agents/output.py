@@ -37,18 +37,21 @@ MAX_ITEMS: Final = 12
 
 _CITATIONS: Final[dict[str, Any]] = {"type": "array", "items": {"type": "string"}}
 
+# A highlight or an open question: a text and the posts it cites.
+_CITED_LIST: Final[dict[str, Any]] = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {"text": {"type": "string"}, "post_ids": _CITATIONS},
+        "required": ["text", "post_ids"],
+        "additionalProperties": False,
+    },
+}
+
 RECAP_JSON_SCHEMA: Final[dict[str, Any]] = {
     "type": "object",
     "properties": {
-        "highlights": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {"text": {"type": "string"}, "post_ids": _CITATIONS},
-                "required": ["text", "post_ids"],
-                "additionalProperties": False,
-            },
-        },
+        "highlights": _CITED_LIST,
         "action_items": {
             "type": "array",
             "items": {
@@ -62,15 +65,7 @@ RECAP_JSON_SCHEMA: Final[dict[str, Any]] = {
                 "additionalProperties": False,
             },
         },
-        "open_questions": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {"text": {"type": "string"}, "post_ids": _CITATIONS},
-                "required": ["text", "post_ids"],
-                "additionalProperties": False,
-            },
-        },
+        "open_questions": _CITED_LIST,
     },
     "required": ["highlights", "action_items", "open_questions"],
     "additionalProperties": False,

@@ -316,21 +316,11 @@ def _annotation_path(path: Path) -> Path | None:
 
 def _read_annotations(path: Path) -> dict[int, int]:
     """later line -> earliest earlier line it replies to (self-links start a conversation)."""
-    ann = _annotation_path(path)
-    if ann is None:
-        return {}
-    parents: dict[int, int] = {}
-    with ann.open(encoding="utf-8") as f:
-        for lineno, text in enumerate(f, 1):
-            if not text.strip():
-                continue
-            m = _ANNOTATION.fullmatch(text.strip())
-            if m is None:
-                _fail(ann.name, lineno, "expected '<earlier line> <later line> -'")
-            a, b = int(m["a"]), int(m["b"])
-            if a < b:
-                parents[b] = min(parents.get(b, a), a)
-    return parents
+    return {
+        child: min(parents)
+        for child, parents in read_reply_links(path).items()
+        if min(parents) < child
+    }
 
 
 class _Writer:

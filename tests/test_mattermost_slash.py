@@ -323,7 +323,10 @@ def test_a_slash_schedule_fires_and_arrives_as_split_direct_messages(
         cited = {pid for c in recap.channels for h in c.highlights for pid in h.post_ids}
         assert cited
         for pid in cited:  # every cited post's link is whole inside one part
-            assert any(f"/acme/pl/{pid})" in p["message"] for p in parts)
+            assert any(f"/acme/pl/{pid})" in p["message"] for p in parts), (
+                pid,
+                [p["message"] for p in parts],
+            )
         assert "Salary" not in whole
         # The server sent its session cookie after each post; recapd kept none of them.
         posts_made = mm.calls("POST", "/api/v4/posts")

@@ -126,6 +126,7 @@ class DeliveryService:
         for ch in recap.channels:
             ids.update(p for h in ch.highlights for p in h.post_ids)
             ids.update(p for a in ch.action_items for p in a.post_ids)
+            ids.update(p for q in ch.open_questions for p in q.post_ids)
         posts = await self.chat.get_posts(sorted(ids))
         return {pid: await self.chat.permalink(p) for pid, p in posts.items()}
 

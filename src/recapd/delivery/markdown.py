@@ -113,12 +113,15 @@ def split_message(message: str, max_chars: int) -> list[str]:
     parts: list[str] = []
     current = ""
     for line in message.split("\n"):
-        while len(line) > max_chars:  # a single overlong line is cut hard
+        while len(line) > max_chars:  # an overlong line is cut between words (links stay whole)
             if current:
                 parts.append(current)
                 current = ""
-            parts.append(line[:max_chars])
-            line = line[max_chars:]
+            cut = line.rfind(" ", 0, max_chars + 1)
+            if cut < max_chars // 4:
+                cut = max_chars  # no space near the end: cut hard
+            parts.append(line[:cut])
+            line = line[cut:].lstrip(" ")
         candidate = f"{current}\n{line}" if current else line
         if len(candidate) > max_chars:
             parts.append(current)

@@ -32,6 +32,8 @@ PART_MARKER_RESERVE = 40
 # How many of the DM's newest posts are searched for parts already sent.
 RECENT_POSTS_SEARCHED = 200
 ELLIPSIS = "\u2026"
+# A line is cut over posts only where a piece of at least this much fits.
+_MIN_PIECE = 40
 KEY_PROP = "recapd_key"
 PART_PROP = "recapd_part"
 # The client's error for a 400 or 413 from the server (reported as 502: recapd's caller did
@@ -95,7 +97,8 @@ def _text(units: Sequence[Unit]) -> str:
 
 def split_units(units: Sequence[Unit], max_runes: int) -> list[str]:
     """Pack the units into as few posts of at most `max_runes` runes as possible, never
-    splitting a unit (only a single line longer than a whole post is ever cut)."""
+    splitting a unit: only a line longer than a whole post goes on in the next post, cut
+    between words."""
     budget = max(MIN_MAX_POST_SIZE, max_runes) - PART_MARKER_RESERVE
     posts: list[list[Unit]] = []
     current: list[Unit] = []
@@ -112,6 +115,17 @@ def split_units(units: Sequence[Unit], max_runes: int) -> list[str]:
             if not unit.text.strip():
                 continue
         room = budget - _size(current) - (1 if current else 0)
+        while len(unit.text) > room and room > _MIN_PIECE:
+            # A line longer than a whole post goes on in the next one, cut between words so
+            # every link stays whole (a word longer than a post is cut with an ellipsis).
+            cut = unit.text.rfind(" ", 0, room + 1)
+            if cut < room // 4:
+                break
+            current.append(Unit(unit.text[:cut], unit.section, unit.label))
+            posts.append(current)
+            current = _continuation(unit)
+            unit = Unit(unit.text[cut:].lstrip(" "), unit.section, unit.label)
+            room = budget - _size(current) - (1 if current else 0)
         if len(unit.text) > room:
             unit = Unit(unit.text[: max(0, room - 1)] + ELLIPSIS, unit.section, unit.label)
         current.append(unit)

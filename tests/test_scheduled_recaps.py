@@ -536,6 +536,69 @@ def test_use_cases_validation_ownership_limits_and_run_now(store: Store) -> None
     assert (got.next_run_at, got.run_count, got.enabled) == (before, 1, True)
 
 
+def test_last_runs_of_a_schedule_give_each_outcome_latest_first(store: Store) -> None:
+    ws = team_workspace(store)
+    with FakeOpenAI(default=lambda req: Reply.error(500, "model offline")) as server:
+        clock = FakeClock(ms("UTC", 2026, 9, 22, 8, 0))  # the posts are a day old
+        rt = runtime_for(
+            store,
+            clock,
+            ai_recaps={"max_recaps_per_day": -1},
+            jobs={"max_attempts": 1},
+            agents={
+                "llm": {
+                    "type": "openai",
+                    "model": "m",
+                    "base_url": server.base_url,
+                    "max_retries": 0,
+                }
+            },
+        )
+        alice, bob = ws.users["alice"].id, ws.users["bob"].id
+        sr = create(rt, ws, timezone="UTC", agent_id="llm", time_period="last_week")
+        other = create(rt, ws, timezone="UTC", title="Other")
+        sched, pool = scheduler_of(rt), pool_of(rt)
+
+        def day(d: int, before_jobs: Any = None) -> None:
+            clock.set(ms("UTC", 2026, 9, d, 9, 0))
+            sched.drain(clock.now_ms(), None, rt.settings)
+            if before_jobs:
+                before_jobs()
+            asyncio.run(run_jobs(pool))
+
+        day(22)  # the agent is down: failed with its reason
+    asyncio.run(rt.schedules.update(alice, sr.id, {"agent_id": "extractive"}))
+    day(23, lambda: asyncio.run(rt.schedules.pause(alice, sr.id)))  # paused while queued
+    asyncio.run(rt.schedules.resume(alice, sr.id))
+    day(24)
+    day(25)
+    deleted = outcomes(store, sr.id)[-1]
+    asyncio.run(rt.recaps.delete(alice, deleted.id))
+
+    runs = asyncio.run(rt.schedules.last_runs(alice, sr.id))
+    assert [r.scheduled_for for r in runs] == [
+        ms("UTC", 2026, 9, d, 9, 0) for d in (25, 24, 23, 22)
+    ]
+    assert [r.status for r in runs] == ["completed", "completed", "skipped", "failed"]
+    assert [r.has_recap for r in runs] == [False, True, False, True]  # a failed one has a page
+    assert runs[0].recap_id == deleted.id
+    assert runs[1].outcome == "completed" and runs[1].reason == ""
+    assert runs[1].finished_at == ms("UTC", 2026, 9, 24, 9, 0)
+    assert (runs[2].skip_reason, runs[2].outcome) == (
+        "disabled",
+        "skipped: The schedule is paused.",
+    )
+    assert runs[3].outcome.startswith("failed: ") and "AI agent" in runs[3].reason
+    assert [r.scheduled_for for r in asyncio.run(rt.schedules.last_runs(alice, sr.id, 2))] == [
+        ms("UTC", 2026, 9, d, 9, 0) for d in (25, 24)
+    ]
+    assert len(asyncio.run(rt.schedules.last_runs(alice, other.id))) == 4  # its own runs only
+    # Someone else's schedule: the same 404 as a missing one.
+    with pytest.raises(AppError) as err:
+        asyncio.run(rt.schedules.last_runs(bob, sr.id))
+    assert err.value.status_code == 404
+
+
 def test_a_run_finishing_after_the_next_occurrence_fell_due_does_not_swallow_it(
     store: Store,
 ) -> None:

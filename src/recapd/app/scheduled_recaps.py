@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from recapd.app.agents import AgentPool
@@ -40,6 +41,55 @@ EDITABLE_FIELDS = (
     "agent_id",
     "is_recurring",
 )
+
+# A skipped record's reason in words, when it carries none of its own.
+_SKIP_WORDS: dict[str, str] = {
+    SkipReason.MISSED: "missed while recapd was not running",
+    SkipReason.DAILY_LIMIT: "the daily limit of recaps was reached",
+    SkipReason.NO_CHANNELS: "no unread channels",
+    SkipReason.DISABLED: "the schedule was paused",
+    SkipReason.DELETED: "the schedule was deleted",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRun:
+    """One occurrence of a schedule and its outcome, as the CLI and the schedule's page show it."""
+
+    scheduled_for: int  # the occurrence (ms); a run-now's is when it was asked for
+    recap_id: str
+    status: str  # completed | failed | skipped, or pending | processing while it is made
+    reason: str  # why it failed or was skipped, in words; "" otherwise
+    skip_reason: str  # a SkipReason for skipped runs, else ""
+    finished_at: int  # when it completed, failed or was skipped (ms); 0 while it is made
+    has_recap: bool  # a recap the user can open (not skipped, not deleted)
+
+    @property
+    def outcome(self) -> str:
+        """The outcome in a few words: `completed`, `failed: <why>`, `skipped: <why>`."""
+        if self.status in (RecapStatus.PENDING, RecapStatus.PROCESSING):
+            return "in progress"
+        return f"{self.status}: {self.reason}" if self.reason else str(self.status)
+
+    @classmethod
+    def of(cls, recap: Recap) -> ScheduleRun:
+        """The run a recorded outcome stands for."""
+        skipped = recap.status == RecapStatus.SKIPPED
+        reason = ""
+        if skipped:
+            reason = recap.error or _SKIP_WORDS.get(recap.skip_reason, "")
+        elif recap.status == RecapStatus.FAILED:
+            reason = recap.error
+        finished = recap.create_at if skipped else recap.finish_at
+        return cls(
+            scheduled_for=recap.scheduled_for,
+            recap_id=recap.id,
+            status=str(recap.status),
+            reason=reason,
+            skip_reason=recap.skip_reason if skipped else "",
+            finished_at=finished,
+            has_recap=not skipped and not recap.delete_at,
+        )
 
 
 class ScheduledRecapService:
@@ -81,6 +131,12 @@ class ScheduledRecapService:
         return await asyncio.to_thread(
             self.store.scheduled_recaps.list_for_user, user_id, page, per_page
         )
+
+    async def last_runs(self, user_id: str, sr_id: str, limit: int = 10) -> list[ScheduleRun]:
+        """The user's schedule's latest runs with their outcomes, latest first (404 as get)."""
+        await self.get(user_id, sr_id)
+        found = await asyncio.to_thread(self.store.recaps.list_for_schedule, sr_id, limit)
+        return [ScheduleRun.of(r) for r in found]
 
     # -- changing ------------------------------------------------------------------------------
 

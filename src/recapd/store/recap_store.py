@@ -276,6 +276,20 @@ class RecapStore:
             recap.channels = self.get_channels(recap.id, conn=c)
         return recap
 
+    def list_for_schedule(
+        self, scheduled_recap_id: str, limit: int = 10, *, conn: Connection | None = None
+    ) -> list[Recap]:
+        """The outcomes recorded for a schedule's occurrences, latest occurrence first, without
+        channels: skipped records and recaps the user deleted included (each was a run)."""
+        q = (
+            sa.select(t)
+            .where(RECAP_IS_SCHEDULED, t.c.scheduled_recap_id == scheduled_recap_id)
+            .order_by(t.c.scheduled_for.desc(), t.c.id.desc())
+            .limit(limit)
+        )
+        with self._db.transaction(conn) as c:
+            return [_row_to_recap(r) for r in c.execute(q)]
+
     def list_for_user(
         self,
         user_id: str,

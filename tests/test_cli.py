@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -12,10 +13,16 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from typer.testing import CliRunner
 
 from recapd import __version__
+from recapd.cli import app as cli_app
+from recapd.clock import FakeClock
 from recapd.store import migrate
 from recapd.store.database import Database, to_sqlalchemy_url
+from recapd.store.store import Store
+from tests.test_recaps_app import runtime_for, team_workspace
+from tests.test_scheduled_recaps import create, ms, outcomes, pool_of, run_jobs, scheduler_of
 
 
 def recapd(
@@ -357,3 +364,55 @@ def test_run_now_and_a_queued_recap_name_both_commands_that_make_them(tmp_path: 
     assert "a running `recapd serve` or `recapd worker` makes it" in out.stdout
     out = recapd("recap", "create", "--user", "bd808", "--channel", "mediawiki", cwd=tmp_path)
     assert "a running `recapd serve` or `recapd worker` makes it (or use --wait)" in out.stdout
+
+
+def test_schedules_show_has_the_whole_schedule_and_its_last_runs(store: Store) -> None:
+    ws = team_workspace(store)
+    clock = FakeClock(ms("UTC", 2026, 9, 21, 8, 0))
+    rt = runtime_for(store, clock)
+    alice = ws.users["alice"].id
+    sr = create(
+        rt,
+        ws,
+        timezone="Asia/Kathmandu",
+        time_of_day="14:45",  # 09:00 UTC
+        title="Ops [/b] weekly",
+        channel_ids=[ws.channels["dev"].id, ws.channels["ops"].id],
+        custom_instructions="Only [decisions].",
+    )
+    for day, pause in ((21, False), (22, True)):
+        clock.set(ms("UTC", 2026, 9, day, 9, 0))
+        scheduler_of(rt).drain(clock.now_ms(), None, rt.settings)
+        if pause:
+            asyncio.run(rt.schedules.pause(alice, sr.id))
+        asyncio.run(run_jobs(pool_of(rt)))
+    completed = outcomes(store, sr.id)[0]
+
+    result = CliRunner().invoke(
+        cli_app,
+        ["--database-url", store.db.url, "schedules", "show", sr.id, "--user", "alice"],
+        env={"COLUMNS": "100"},
+    )
+    assert result.exit_code == 0, result.output
+    text = result.output
+    for expected in (
+        "Ops [/b] weekly",
+        "paused",
+        "dev, ops",
+        "the last 24 hours",
+        "everyday at 14:45, Asia/Kathmandu",
+        "extractive",
+        "Only [decisions].",
+        "Mon 2026-09-21 14:45 +0545",  # the completed run, in the schedule's zone
+        "completed",
+        f"recap {completed.id}",
+        "Tue 2026-09-22 14:45 +0545",
+        "skipped: The schedule is paused.",
+    ):
+        assert expected in text, (expected, text)
+    assert text.index("Tue 2026-09-22") < text.index("Mon 2026-09-21")  # latest first
+    result = CliRunner().invoke(
+        cli_app,
+        ["--database-url", store.db.url, "schedules", "show", sr.id, "--user", "bob"],
+    )
+    assert (result.exit_code, result.output) == (1, "error: scheduled recap not found\n")

@@ -216,6 +216,7 @@ def test_the_demo_says_how_to_use_a_real_model_and_its_settings_work(tmp_path: P
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[-2:] == list(REAL_MODEL_HINT)
     assert "next:" not in out.stdout
+    assert REAL_MODEL_HINT[1] in (ROOT / "README.md").read_text()  # README's top says the same
     # The settings of the hint, as written, with a fake OpenAI-compatible server's address
     # in place of Ollama's, make a recap with the model.
     settings = dict(word.split("=", 1) for word in REAL_MODEL_HINT[1].split())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import subprocess
@@ -416,3 +417,15 @@ def test_schedules_show_has_the_whole_schedule_and_its_last_runs(store: Store) -
         ["--database-url", store.db.url, "schedules", "show", sr.id, "--user", "bob"],
     )
     assert (result.exit_code, result.output) == (1, "error: scheduled recap not found\n")
+
+
+def test_an_error_is_logged_with_its_id(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    with caplog.at_level(logging.INFO, logger="recapd.cli"):
+        result = CliRunner().invoke(
+            cli_app, ["--database-url", url, "schedules", "list", "--user", "nobody"]
+        )
+    assert (result.exit_code, result.output) == (1, "error: no user named nobody\n")
+    assert [r.getMessage() for r in caplog.records if r.name == "recapd.cli"] == [
+        "store.sql_workspace.get_user.not_found.app_error: no user named nobody (username=nobody)"
+    ]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from recapd.cli.main import REAL_MODEL_HINT
 from recapd.clock import FakeClock
 from recapd.demo.bundled import DEMO_LOGS, shifted_log
 from recapd.demo.seed import DAILY_TITLE, WEEKLY_TITLE, DemoResult, seed_demo
@@ -22,6 +23,7 @@ from recapd.model.tz import load_zone, ms_to_local
 from recapd.runtime import Runtime
 from recapd.store.store import Store
 from recapd.store.tables import posts
+from tests.fake_openai import FakeOpenAI
 from tests.processes import FAST_JOBS, ROOT
 from tests.test_recaps_app import runtime_for
 from tests.test_serve import ServeProcess
@@ -143,9 +145,13 @@ def test_demo_falls_in_the_last_day_and_running_it_again_adds_nothing(
     assert store.scheduled_recaps.count() == 2
 
 
-def _recapd(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def _recapd(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    extra = env or {}
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECAPD_")}
     env.update(PYTHONPATH=str(ROOT), **FAST_JOBS)
+    env.update(extra)
     return subprocess.run(
         [sys.executable, "-m", "recapd", *args],
         cwd=cwd,
@@ -163,6 +169,9 @@ def test_demo_then_serve_shows_the_demo_recaps_made_offline(tmp_path: Path) -> N
     token = token_file.read_text().strip()
     assert f"saved in {token_file}): {token}" in out.stdout
     assert "2 first recaps queued" in out.stdout
+    assert out.stdout.endswith(
+        "next: `recapd serve`, open the URL it prints and sign in with the token\n"
+    )
 
     node = ServeProcess(None, tmp_path)  # the default database: ./recapd.db
     try:
@@ -199,3 +208,28 @@ def test_demo_then_serve_shows_the_demo_recaps_made_offline(tmp_path: Path) -> N
         assert store.recaps.count() == 2 and store.scheduled_recaps.count() == 2
     finally:
         store.close()
+
+
+def test_the_demo_says_how_to_use_a_real_model_and_its_settings_work(tmp_path: Path) -> None:
+    # scripts/run serves right after the demo: the "next:" hint is left out there.
+    out = _recapd("demo", "--no-next-hint", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-2:] == list(REAL_MODEL_HINT)
+    assert "next:" not in out.stdout
+    assert REAL_MODEL_HINT[1] in (ROOT / "README.md").read_text()  # README's top says the same
+    # The settings of the hint, as written, with a fake OpenAI-compatible server's address
+    # in place of Ollama's, make a recap with the model.
+    settings = dict(word.split("=", 1) for word in REAL_MODEL_HINT[1].split())
+    with FakeOpenAI() as server:
+        settings["RECAPD_AGENTS__OLLAMA__BASE_URL"] = server.base_url
+        out = _recapd(
+            "recap", "create", "--user", "demo", "--channel", "rust", "--wait", "--timeout", "50",
+            cwd=tmp_path, env=settings,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        assert "status: completed" in out.stdout, out.stdout
+        models = {r.body.get("model") for r in server.requests if r.path.endswith("/completions")}
+    assert models == {"llama3.1"}
+    again = _recapd("demo", cwd=tmp_path, env=settings)
+    assert REAL_MODEL_HINT[1] not in again.stdout
+    assert "new recaps use agent ollama (RECAPD_DEFAULT_AGENT)" in again.stdout

@@ -55,3 +55,29 @@ def test_upgrade_is_idempotent_and_downgrade_works(tmp_path: Path) -> None:
         assert migrate.current_revision(db) == migrate.head_revision(db)
     finally:
         db.dispose()
+
+
+def test_upgrade_if_needed_runs_the_migrations_only_when_behind(
+    db_url: str, tmp_path: Path
+) -> None:
+    migrated = Database(db_url)
+    fresh = Database(f"sqlite:///{tmp_path / 'fresh.db'}")
+    try:
+        # The files read without Alembic name the head Alembic finds.
+        assert migrate.shipped_heads() == {migrate.head_revision(migrated)}
+        assert migrate.stamped_revisions(migrated) == migrate.shipped_heads()
+        assert migrate.upgrade_if_needed(migrated) is False
+        assert migrate.stamped_revisions(fresh) == frozenset()
+        assert migrate.upgrade_if_needed(fresh) is True
+        assert migrate.current_revision(fresh) == migrate.head_revision(fresh)
+        assert migrate.upgrade_if_needed(fresh) is False
+        cfg = migrate.alembic_config(fresh)
+        with fresh.engine.connect() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "-1")
+            conn.commit()
+        assert migrate.upgrade_if_needed(fresh) is True  # one revision behind
+        assert migrate.current_revision(fresh) == migrate.head_revision(fresh)
+    finally:
+        migrated.dispose()
+        fresh.dispose()

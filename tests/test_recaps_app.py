@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import time
 from typing import Any
 
 import pytest
 
+from recapd.app.recaps import TITLE_MAX_BYTES, default_title
 from recapd.clock import FakeClock
 from recapd.config import Settings, load_settings
 from recapd.jobs.leader import StaticLeadership
@@ -99,7 +101,7 @@ def test_manual_recap_with_the_extractive_agent(store: Store) -> None:
 
     async def main() -> Recap:
         recap = await rt.recaps.create(alice.id, title="", channel_ids=chans)
-        assert recap.status == "pending" and recap.title == "Recap of 2 channel(s)"
+        assert recap.status == "pending" and recap.title == "Recap of Dev and Ops"
         jobs = store.jobs.list_page(type=JobType.RECAP)
         assert [j.dedupe_key for j in jobs] == [f"recap:{recap.id}"]
         return await run_until_done(rt, alice.id, recap.id)
@@ -137,9 +139,35 @@ def test_creation_checks(store: Store) -> None:
     assert (e.id, e.status_code) == ("app.recap.max_channels_exceeded.app_error", 400)
     e = error_of(channel_ids=[ws.channels["hr"].id])
     assert (e.id, e.status_code) == ("app.recap.permission_denied", 403)
+    # A public channel is named; a private one is not (its name is not the reader's to know).
+    assert (e.message, e.params) == (
+        "you cannot read channel hr",
+        {"channel_id": ws.channels["hr"].id},
+    )
+    store.workspace.upsert_channels([dataclasses.replace(ws.channels["hr"], type="P")])
+    e = error_of(channel_ids=[ws.channels["hr"].id])
+    assert e.message == "you cannot read the chosen channel"
+    with pytest.raises(AppError) as err:
+        both = [ws.channels["dev"].id, ws.channels["hr"].id]
+        asyncio.run(runtime_for(store).recaps.create(alice, title="t", channel_ids=both))
+    assert err.value.message == "you cannot read one of the chosen channels"
     e = error_of(agent_id="no-such-agent")
     assert (e.id, e.status_code) == ("app.agent.unknown.app_error", 400)
     assert store.recaps.count() == 0 and store.jobs.list_page() == []
+
+
+def test_default_titles_name_the_channels() -> None:
+    assert default_title(["dev"]) == "Recap of dev"
+    assert default_title(["dev", "ops"]) == "Recap of dev and ops"
+    assert default_title(["dev", "ops", "hr"]) == "Recap of dev, ops and hr"
+    many = [f"channel-number-{i}" for i in range(10)]
+    assert default_title(many) == (
+        "Recap of channel-number-0, channel-number-1, channel-number-2 and 7 more channels"
+    )
+    assert default_title([], 1) == "Recap of 1 channel"
+    assert default_title([], 3) == "Recap of 3 channels"
+    long = default_title(["x" * 400])
+    assert len(long.encode()) <= TITLE_MAX_BYTES and long.endswith("\u2026")
 
 
 def test_feature_flag_off_is_501(store: Store) -> None:

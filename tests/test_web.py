@@ -470,7 +470,7 @@ def test_a_one_off_recap_through_the_form_opens_its_page_which_follows_it(store:
     assert resp.status_code == 303
     rid = resp.headers["location"].removeprefix("/recaps/")
     recap = asyncio.run(site.rt.recaps.get(site.user("alice"), rid))
-    assert recap.title == "Recap of 2 channel(s)" and recap.channel_ids == ids
+    assert recap.title == "Recap of Ops and Dev" and recap.channel_ids == ids
     assert recap.bot_id == "extractive" and recap.status == RecapStatus.PENDING
     jobs = store.jobs.list_page(type="recap")
     assert [j.data["recap_id"] for j in jobs] == [rid]

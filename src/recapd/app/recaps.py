@@ -32,6 +32,32 @@ from recapd.summarize.budget import PostBudget, effective_post_limit
 from recapd.summarize.pipeline import ChannelJob, ChannelSummarizer, ChannelSummary
 
 TITLE_MAX_BYTES = 255
+# Channel names a default title spells out before it counts the rest.
+TITLE_NAMES_CHARS = 60
+
+
+def default_title(names: list[str], count: int = 0) -> str:
+    """A recap's title when the user gave none: "Recap of dev", "Recap of dev and ops",
+    "Recap of dev, ops and 4 more channels"; "Recap of 3 channels" without names."""
+    count = max(count, len(names))
+    if not names:
+        return f"Recap of {count} channel{'s' if count != 1 else ''}"
+    shown = [names[0]]
+    for name in names[1:]:
+        if len(", ".join([*shown, name])) > TITLE_NAMES_CHARS:
+            break
+        shown.append(name)
+    rest = count - len(shown)
+    if rest:
+        text = f"{', '.join(shown)} and {rest} more channel{'s' if rest != 1 else ''}"
+    elif len(shown) == 1:
+        text = shown[0]
+    else:
+        text = f"{', '.join(shown[:-1])} and {shown[-1]}"
+    title = f"Recap of {text}"
+    if len(title.encode()) > TITLE_MAX_BYTES:  # one very long name
+        title = title.encode()[: TITLE_MAX_BYTES - 3].decode(errors="ignore") + "\u2026"
+    return title
 
 
 def ensure_enabled(settings: Settings) -> None:
@@ -189,11 +215,12 @@ class RecapService:
                 detailed_error=f"got {len(channels)}",
                 status_code=400,
             )
-        title = title.strip() or f"Recap of {len(channels)} channel(s)"
+        title = title.strip()
         if len(title.encode()) > TITLE_MAX_BYTES:
             raise _invalid("title", f"must be at most {TITLE_MAX_BYTES} bytes")
         self.agents.get(agent_id)  # unknown agent: 400 before anything is stored
         await ensure_can_read(self.chat, user_id, channels, RECAP_PERMISSION_DENIED)
+        title = title or default_title(await self._channel_names(channels), len(channels))
         now = self.clock.now_ms()
         start, end = await self._user_day(user_id, now)
         recap = Recap(
@@ -226,6 +253,16 @@ class RecapService:
                 return saved
 
         return await asyncio.to_thread(save)
+
+    async def _channel_names(self, channel_ids: list[str]) -> list[str]:
+        names = []
+        for channel_id in channel_ids:
+            try:
+                channel = await self.chat.get_channel(channel_id)
+            except AppError:
+                return []  # a count then, rather than some of the names
+            names.append(channel.display_name or channel.name)
+        return names
 
     async def regenerate(self, user_id: str, recap_id: str) -> Recap:
         """Make a finished recap again. One that is still being made answers 409."""

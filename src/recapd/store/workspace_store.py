@@ -429,6 +429,38 @@ class WorkspaceStore:
         with self._db.transaction(conn) as c:
             return [_row_to_channel(r) for r in c.execute(q)]
 
+    def team_channels(
+        self, user_id: str | None = None, *, conn: Connection | None = None
+    ) -> list[tuple[Channel, int]]:
+        """Team channels (not direct or group ones, archived ones too) with how many members
+        each has, by team and name; only those `user_id` is a member of when given."""
+        m = channel_members
+        counts = (
+            sa.select(m.c.channel_id, sa.func.count().label("n"))
+            .group_by(m.c.channel_id)
+            .subquery()
+        )
+        q = (
+            sa.select(channels, sa.func.coalesce(counts.c.n, 0).label("member_count"))
+            .outerjoin(counts, counts.c.channel_id == channels.c.id)
+            .where(channels.c.team_id != "")
+            .order_by(channels.c.team_id, channels.c.name, channels.c.id)
+        )
+        if user_id is not None:
+            mine = sa.select(m.c.channel_id).where(m.c.user_id == user_id)
+            q = q.where(channels.c.id.in_(mine))
+        with self._db.transaction(conn) as c:
+            return [(_row_to_channel(r), int(r.member_count)) for r in c.execute(q)]
+
+    def remove_member(
+        self, channel_id: str, user_id: str, *, conn: Connection | None = None
+    ) -> bool:
+        """Take the user out of the channel; False when they were not in it."""
+        m = channel_members
+        q = m.delete().where(m.c.channel_id == channel_id, m.c.user_id == user_id)
+        with self._db.transaction(conn) as c:
+            return bool(c.execute(q).rowcount)
+
     def unread_channels(self, user_id: str, *, conn: Connection | None = None) -> list[Channel]:
         """The user's live channels with a conversation post by someone else since last read.
 

@@ -46,7 +46,10 @@ def cannot_read(rt: Runtime, exc: AppError, reader: User, names: dict[str, str])
 
 def is_permission_error(exc: AppError) -> bool:
     """Whether the use case refused a channel the user may not read."""
-    return exc.id.endswith(".permission_denied.app_error")
+    from recapd.model.recap import RECAP_PERMISSION_DENIED
+    from recapd.model.scheduled_recap import CHANNEL_ACCESS_DENIED
+
+    return exc.id in (RECAP_PERMISSION_DENIED, CHANNEL_ACCESS_DENIED)
 
 
 async def _permalinks(runtime: Runtime, recap: Recap) -> dict[str, str]:

@@ -24,8 +24,11 @@ def post(n: int, author: str, message: str, **extra: Any) -> AgentPost:
 
 
 def summarize(posts: list[AgentPost], reader: str = "reader", **extra: Any) -> AgentResult:
-    request = SummarizeRequest("chan", "town-square", posts, "rid", reader, **extra)
-    return asyncio.run(ExtractiveAgent().summarize(request))
+    # The pipeline's path: a reader-independent summary, then the merge for the reader.
+    agent = ExtractiveAgent()
+    part = asyncio.run(agent.summarize(SummarizeRequest("chan", "town-square", posts)))
+    merge = MergeRequest("chan", "town-square", [part], "rid", reader, **extra)
+    return asyncio.run(agent.merge(merge))
 
 
 def cited(items: list[Highlight] | list[ActionItem]) -> list[str]:
@@ -54,6 +57,11 @@ CHANNEL = [
 ]
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 14 made summarize reader-independent; issue 12's extractive merge brings "
+    "mentions of the reader back (the lead's rewrite)",
+)
 def test_mention_of_the_reader_ranks_first() -> None:
     result = summarize(CHANNEL)
     assert result.highlights[0].post_ids == ["post11"]
@@ -132,7 +140,7 @@ def test_someone_claims_an_unowned_request() -> None:
 
 def top(posts: list[AgentPost], reader: str = "reader") -> list[str]:
     """The post ids of the single best highlight."""
-    request = SummarizeRequest("chan", "town-square", posts, "rid", reader)
+    request = SummarizeRequest("chan", "town-square", posts)
     return summarize_posts(request, max_highlights=1).highlights[0].post_ids
 
 
@@ -254,7 +262,7 @@ def test_context_tokens_come_from_settings() -> None:
 
 def test_big_windows_run_off_the_event_loop() -> None:
     posts = [post(n, f"u{n % 5}", f"status update number {n} on the migration") for n in range(400)]
-    request = SummarizeRequest("chan", "big", posts, "rid", "reader")
+    request = SummarizeRequest("chan", "big", posts)
     assert asyncio.run(ExtractiveAgent().summarize(request)) == summarize_posts(request)
 
 

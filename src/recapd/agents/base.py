@@ -27,6 +27,11 @@ class AgentPost:
     reaction_count: int = 0
     # True for a thread root included only to give context to replies in the window.
     context_only: bool = False
+    # The conversation this post belongs to, the post it answers, and whether a bot wrote it
+    # (filled by the conversation grouping; all part of a cached part's content digest).
+    conversation_id: str = ""
+    reply_to: str = ""
+    is_bot: bool = False
 
 
 @dataclass(slots=True)
@@ -54,27 +59,31 @@ class AgentResult:
     highlights: list[Highlight] = field(default_factory=list)
     action_items: list[ActionItem] = field(default_factory=list)
     usage: TokenUsage = field(default_factory=TokenUsage)
+    open_questions: list[Highlight] = field(default_factory=list)
 
 
 @dataclass(slots=True)
 class SummarizeRequest:
-    """Summarize one channel's posts (or one part of them, in a map-reduce) for a reader."""
+    """Summarize one stretch of a channel's posts (the map stage).
+
+    Reader-independent on purpose: no reader, no custom instructions, no language, so one
+    answer serves every reader of the channel and can be cached (summarize/part_cache.py).
+    What is per reader goes in the MergeRequest.
+    """
 
     channel_id: str
     channel_name: str
     posts: list[AgentPost]
-    reader_id: str
-    reader_username: str
-    custom_instructions: str = ""
-    language: str = "en"
-    # 1-based part number and count when the window was split; (1, 1) when it was not.
+    # 1-based piece number and count when the stretch was cut to fit one call; (1, 1) when
+    # it was not.
     part: int = 1
     parts: int = 1
 
 
 @dataclass(slots=True)
 class MergeRequest:
-    """Merge the partial results of a split window into one result for the channel."""
+    """Merge the partial results of a reader's window into one result for that reader (the
+    reduce stage): ranking for the reader, custom instructions and language apply here."""
 
     channel_id: str
     channel_name: str
@@ -94,10 +103,13 @@ class AgentError(Exception):
 
 
 class Agent(Protocol):
-    """A summarizer. `context_tokens` bounds the size of one request's posts."""
+    """A summarizer. `context_tokens` bounds the size of one request's posts; `cache_version`
+    names everything besides the posts that shapes a summarize answer (backend, model, prompt
+    version), so a cached part made by another version is never served."""
 
     id: str
     context_tokens: int
+    cache_version: str
 
     async def summarize(self, request: SummarizeRequest) -> AgentResult: ...
 

@@ -294,7 +294,9 @@ class _Channel:
     def __init__(self, request: SummarizeRequest, weights: Weights) -> None:
         self.request = request
         self.weights = weights
-        self.reader = request.reader_username.lstrip("@").lower()
+        # The map stage is reader-independent (agents/base.py): ranking for the reader
+        # happens in merge.
+        self.reader = ""
         ordered = sorted(request.posts, key=lambda p: (p.create_at, p.id))
         self.authors = {p.author.lower() for p in ordered}
         texts = [_clean(p.message) for p in ordered]
@@ -778,6 +780,10 @@ def merge_results(
     )
 
 
+# The version of summarize's ranking, part of every cached part's key.
+EXTRACTIVE_VERSION: Final = "1"
+
+
 class ExtractiveAgent:
     """The offline agent: no model, no network, the same answer for the same posts."""
 
@@ -791,6 +797,8 @@ class ExtractiveAgent:
         self.id = agent_id
         self.context_tokens = (settings or AgentSettings()).context_tokens
         self.weights = weights or Weights()
+        # Bump when summarize's output changes, so cached parts of the old version are unused.
+        self.cache_version = f"extractive:{EXTRACTIVE_VERSION}"
 
     async def summarize(self, request: SummarizeRequest) -> AgentResult:
         """Highlights and action items picked from the request's posts."""

@@ -22,6 +22,7 @@ from recapd.model.recap import ChannelStatus, Recap, RecapChannel, RecapStatus
 from recapd.model.tz import InvalidZoneError, load_zone, local_day_bounds
 from recapd.store.store import Store
 from recapd.summarize.budget import PostBudget, effective_post_limit
+from recapd.summarize.part_cache import PartCache
 from recapd.summarize.pipeline import ChannelJob, ChannelSummarizer, ChannelSummary
 
 TITLE_MAX_BYTES = 255
@@ -72,6 +73,7 @@ class RecapService:
         settings: Settings,
         clock: Clock,
         agent_calls: asyncio.Semaphore,
+        part_cache: PartCache | None = None,
     ) -> None:
         self.store = store
         self.jobs = jobs
@@ -80,6 +82,8 @@ class RecapService:
         self.settings = settings
         self.clock = clock
         self.agent_calls = agent_calls
+        # Stretch summaries shared between recaps (None: each recap makes its own).
+        self.part_cache = part_cache
 
     # -- reading and simple changes --------------------------------------------------------
 
@@ -265,6 +269,7 @@ class RecapService:
             agent,
             self.agent_calls,
             max_tokens_per_call=lim.effective_limit("max_tokens_per_recap"),
+            cache=self.part_cache,
         )
         done = {c.channel_id: c for c in recap.channels if c.status == ChannelStatus.SUCCESS}
         todo = [c for c in recap.channel_ids if c not in done]
@@ -302,6 +307,12 @@ class RecapService:
         messages = sum(len(c.source_post_ids) for c in channels)
         prompt = recap.prompt_tokens + sum(s.usage.prompt_tokens for s in summaries)
         completion = recap.completion_tokens + sum(s.usage.completion_tokens for s in summaries)
+        # A retried job adds to what the earlier attempts spent.
+        cost = (
+            recap.agent_calls + sum(s.calls for s in summaries),
+            recap.parts_total + sum(s.parts for s in summaries),
+            recap.parts_reused + sum(s.parts_reused for s in summaries),
+        )
         ok = any(c.status == ChannelStatus.SUCCESS for c in channels)
         failed_reasons = "; ".join(
             f"{c.channel_name or c.channel_id}: {c.error}" for c in channels if c.error
@@ -314,6 +325,7 @@ class RecapService:
             error="" if ok else f"Every channel failed. {failed_reasons}",
             total_message_count=messages,
             tokens=(prompt, completion),
+            cost=cost,
         )
 
     async def fail_recap(self, recap_id: str, reason: str) -> None:
@@ -335,6 +347,7 @@ class RecapService:
         error: str,
         total_message_count: int | None = None,
         tokens: tuple[int, int] | None = None,
+        cost: tuple[int, int, int] | None = None,
     ) -> bool:
         """Set the final status (compare-and-set) and queue the delivery job in ONE
         transaction: only the writer that finishes the recap announces it, exactly once."""
@@ -348,6 +361,7 @@ class RecapService:
                 error=error,
                 total_message_count=total_message_count,
                 tokens=tokens,
+                cost=cost,
                 conn=conn,
             )
             if changed:

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 
 from recapd.clock import Clock, SystemClock
 from recapd.config import Settings
-from recapd.jobs.housekeeping import JobCleanup, WedgedJobRecovery
+from recapd.jobs.housekeeping import JobCleanup, PartCacheCleanup, WedgedJobRecovery
 from recapd.jobs.leader import Follower, LeaderElector, Leadership, StaticLeadership
 from recapd.jobs.scheduler import Scheduler, SchedulerRunner
 from recapd.jobs.wakeup import Wakeups
@@ -302,6 +302,7 @@ class JobServer:
         builtin: list[Scheduler] = [
             WedgedJobRecovery(self.store, self.max_attempts),
             JobCleanup(self.store),
+            PartCacheCleanup(self.store),
         ]
         self.runner = SchedulerRunner(
             builtin + self.schedulers, self, leadership, self.settings, self.clock

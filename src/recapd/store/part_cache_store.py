@@ -97,9 +97,11 @@ class PartCacheStore:
                 expire_at=expire_at,
             )
             .on_conflict_do_nothing(index_elements=[t.c.cache_key])
+            # rowcount is not reliable for ON CONFLICT DO NOTHING on every driver; RETURNING is.
+            .returning(t.c.cache_key)
         )
         with self._db.transaction(conn) as c:
-            return bool(c.execute(insert).rowcount)
+            return c.execute(insert).first() is not None
 
     def take_over(
         self,

@@ -347,3 +347,27 @@ def test_single_flight_across_two_processes(pg_url: str, tmp_path: Path) -> None
     assert results[0]["text"] == results[1]["text"]
     with Store.open(db_url).db.transaction() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(part_cache)).scalar_one() == 1
+
+
+def test_recaps_record_their_cost_and_administrators_see_it(store: Store) -> None:
+    from tests.test_web import made_recap, make_site
+
+    site = make_site(store)
+    cold_id = made_recap(site, "alice")
+    warm_id = made_recap(site, "bob")
+    cold = store.recaps.get(cold_id)
+    warm = store.recaps.get(warm_id)
+    assert cold.status == warm.status == "completed"
+    assert cold.total_message_count == warm.total_message_count > 0
+    assert cold.agent_calls > 0 and cold.parts_total > 0 and cold.parts_reused == 0
+    # Bob's recap at the same moment finds Alice's parts: the whole stretches were reused.
+    assert warm.parts_total == cold.parts_total
+    assert warm.parts_reused == store.part_cache.count() > 0
+    assert warm.agent_calls == cold.agent_calls - warm.parts_reused
+    line = f"{warm.total_message_count} messages read, {warm.parts_reused} parts reused"
+    assert line not in site.client("bob").http.get(f"/recaps/{warm_id}").text
+    store.tokens.set_roles(site.user("bob"), "system_admin")
+    assert line in site.client("bob").http.get(f"/recaps/{warm_id}").text
+    scrape = site.client().http.get("/metrics").text
+    assert 'recapd_part_cache_lookups_total{result="hit"}' in scrape
+    assert "recapd_part_cache_tokens_saved_total" in scrape

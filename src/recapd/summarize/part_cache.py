@@ -95,6 +95,11 @@ class CacheOutcome:
 class PartCache(Protocol):
     """Stored part summaries, each computed once in the cluster."""
 
+    @property
+    def enabled(self) -> bool:
+        """False when the cache is switched off (nothing is stored or read)."""
+        ...
+
     async def get_or_compute(
         self, key: PartKey, compute: Callable[[], Awaitable[AgentResult]]
     ) -> CacheOutcome:

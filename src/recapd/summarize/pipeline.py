@@ -200,7 +200,12 @@ class ChannelSummarizer:
         if not posts:
             return summary
         name = result.channel_name or channel.name
-        stretches = plan_stretches(_effective_start(start, posts), job.now_ms + 1, posts)
+        if self.cache is not None and self.cache.enabled:
+            stretches = plan_stretches(_effective_start(start, posts), job.now_ms + 1, posts)
+        else:
+            # Without the cache nothing is shared, so stable bounds buy nothing: the window
+            # is one stretch of its own, cut only to fit the agent's context (as before).
+            stretches = [Stretch(start, job.now_ms + 1, False, posts)]
         inputs = await self._stretch_inputs(stretches, posts)
         edit_at = {p.id: p.edit_at for p in posts}
         tasks = []

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from recapd import metrics
@@ -35,7 +36,13 @@ class DatabasePartCache:
     """PartCache (summarize/part_cache.py) kept in the `part_cache` table."""
 
     def __init__(
-        self, store: Store, settings: Settings, clock: Clock, *, poll_seconds: float = 0.2
+        self,
+        store: Store,
+        settings: Settings,
+        clock: Clock,
+        *,
+        poll_seconds: float = 0.2,
+        memo_size: int = 20_000,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -43,6 +50,12 @@ class DatabasePartCache:
         self.poll_seconds = poll_seconds
         # Wakes this process's waiters when a part is stored here; other nodes poll.
         self._stored: dict[str, asyncio.Event] = {}
+        # Ready rows this process has seen, by key: a ready row never changes (its key is its
+        # content), so a memo of them saves a database round trip per hit. It is read exactly
+        # where the table would be (after the pipeline's permission check), and honours the
+        # row's expiry. Oldest first, bounded.
+        self._memo: OrderedDict[str, tuple[int, AgentResult]] = OrderedDict()
+        self.memo_size = memo_size
 
     @property
     def enabled(self) -> bool:
@@ -62,6 +75,10 @@ class DatabasePartCache:
         parts = self.store.part_cache
         meta = PartMeta(key.channel_id, key.agent_id, key.start_ms, key.end_ms)
         token = secrets.token_hex(16)
+        memo = self._memo_get(cache_key)
+        if memo is not None:
+            metrics.record_part_cache(hit=True, tokens_saved=memo.usage.total_tokens)
+            return CacheOutcome(_copy(memo), reused=True)
         while True:
             now = self.clock.now_ms()
             row = await asyncio.to_thread(parts.get, cache_key)
@@ -71,7 +88,9 @@ class DatabasePartCache:
                     raise RuntimeError("part cache key collision across channels")
                 metrics.record_part_cache(hit=True, tokens_saved=usage.total_tokens)
                 self._stored.pop(cache_key, None)
-                return CacheOutcome(result_from_json(row.result, usage), reused=True)
+                result = result_from_json(row.result, usage)
+                self._memo_put(cache_key, row.expire_at, result)
+                return CacheOutcome(_copy(result), reused=True)
             expire_at = now + self._ttl_ms()
             if row is None:
                 claimed = await asyncio.to_thread(
@@ -101,23 +120,48 @@ class DatabasePartCache:
             raise
         now = self.clock.now_ms()
         usage = result.usage
-        await asyncio.to_thread(
+        stored = result_to_json(result)
+        expire_at = now + self._ttl_ms()
+        if await asyncio.to_thread(
             parts.complete,
             cache_key,
             token,
-            result_to_json(result),
+            stored,
             (usage.prompt_tokens, usage.completion_tokens),
             now,
-            now + self._ttl_ms(),
-        )
+            expire_at,
+        ):
+            # What a later hit reads is the stored form (usage included).
+            self._memo_put(cache_key, expire_at, result_from_json(stored, usage))
         metrics.record_part_cache(hit=False)
         event = self._stored.pop(cache_key, None)
         if event is not None:
             event.set()
         return CacheOutcome(result, reused=False)
 
+    def _memo_get(self, cache_key: str) -> AgentResult | None:
+        found = self._memo.get(cache_key)
+        if found is None:
+            return None
+        expire_at, result = found
+        if expire_at <= self.clock.now_ms():
+            del self._memo[cache_key]
+            return None
+        return result
+
+    def _memo_put(self, cache_key: str, expire_at: int, result: AgentResult) -> None:
+        self._memo[cache_key] = (expire_at, result)
+        self._memo.move_to_end(cache_key)
+        while len(self._memo) > self.memo_size:
+            self._memo.popitem(last=False)
+
     async def _wait(self, cache_key: str) -> None:
         """Until the part is stored by this process, or one poll interval passed."""
         event = self._stored.setdefault(cache_key, asyncio.Event())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), self.poll_seconds)
+
+
+def _copy(result: AgentResult) -> AgentResult:
+    """A result the caller may change without changing the memo's."""
+    return result_from_json(result_to_json(result), result.usage)

@@ -95,8 +95,6 @@ def _request(posts: list[AgentPost], part: int = 1, parts: int = 1) -> Summarize
         channel_id="bench",
         channel_name="bench",
         posts=posts,
-        reader_id="reader",
-        reader_username="reader",
         part=part,
         parts=parts,
     )

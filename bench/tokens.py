@@ -45,6 +45,7 @@ import subprocess
 import time
 import urllib.request
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -449,6 +450,9 @@ def open_db(kind: str, pg_url: str) -> str:
 
 async def main(args: argparse.Namespace) -> None:
     console = Console()
+    if args.threads:
+        # Store calls run in the loop's default executor (asyncio.to_thread).
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(args.threads))
     rng = random.Random(14)
     n_channels, n_users = (40, 200) if args.small else (args.channels, args.users)
     fake = subprocess.Popen(
@@ -644,4 +648,7 @@ if __name__ == "__main__":
     )
     parser.add_argument("--delay", type=float, default=0.3, help="seconds per LLM answer")
     parser.add_argument("--concurrency", type=int, default=32, help="agent calls at once")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="threads for store calls (0: asyncio's default)"
+    )
     asyncio.run(main(parser.parse_args()))

@@ -373,3 +373,17 @@ def test_recaps_record_their_cost_and_administrators_see_it(store: Store) -> Non
     scrape = site.client().http.get("/metrics").text
     assert 'recapd_part_cache_lookups_total{result="hit"}' in scrape
     assert "recapd_part_cache_tokens_saved_total" in scrape
+
+
+def test_another_model_or_agent_never_reuses_a_part(store: Store) -> None:
+    ws = workspace(store)
+    st, clock = settings(store.db.url), FakeClock(NOW)
+    with FakeOpenAI() as server:
+        first = recap(summarizer(store, st, clock, openai_agent(server)), ws, "alice")
+        other = OpenAIAgent(
+            "llm", AgentSettings(type="openai", model="m2", base_url=server.base_url)
+        )
+        second = recap(summarizer(store, st, clock, other), ws, "alice")
+    offline = recap(summarizer(store, st, clock), ws, "alice")
+    assert first.parts_reused == second.parts_reused == offline.parts_reused == 0
+    assert store.part_cache.count() == 3 * (first.parts - 1)

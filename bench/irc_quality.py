@@ -76,9 +76,7 @@ async def _recap(agent: ExtractiveAgent, posts: list[AgentPost], reader: str) ->
     posts = annotate(posts, DEFAULT_BOT_NAMES)
     parts = split_parts(posts, PART_TOKENS)
     partials = [
-        await agent.summarize(
-            SummarizeRequest("c", "bench", part, "", "", part=i, parts=len(parts))
-        )
+        await agent.summarize(SummarizeRequest("c", "bench", part, part=i, parts=len(parts)))
         for i, part in enumerate(parts, start=1)
     ]
     return await agent.merge(MergeRequest("c", "bench", partials, "rid", reader))

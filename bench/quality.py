@@ -104,8 +104,6 @@ def _request(posts: list[AgentPost], part: int = 1, parts: int = 1) -> Summarize
         channel_id="bench",
         channel_name="bench",
         posts=posts,
-        reader_id="",
-        reader_username="",
         part=part,
         parts=parts,
     )

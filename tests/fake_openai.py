@@ -6,12 +6,21 @@
 
 Scripted replies are used one per request, in order; after them every request gets the
 `default` reply (by default an answer citing the first post id of the prompt). Every request
-received is recorded in `server.requests`.
+received is recorded in `server.requests` (unless `record=False`, for long benches).
+
+With `count_tokens=True` the usage reported is counted from the request and the answer (one
+token per 4 bytes of UTF-8, recapd's own estimate) instead of the reply's fixed figures, and
+`server.stats` (also `GET /stats`) adds up calls, tokens, busy seconds and the most requests
+in flight at once. `python -m tests.fake_openai --delay 0.3 --count-tokens` runs one in its own
+process (benches: the server's threads then do not compete with recapd for the GIL) and prints
+its port; `POST /control {"delay_s": x}` changes the delay of the default answers.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import re
 import sys
 import threading
@@ -142,6 +151,31 @@ def echo_answer(request: RecordedRequest, delay_s: float = 0.0) -> Reply:
     return Reply.answer(payload, delay_s=delay_s)
 
 
+def rich_answer(request: RecordedRequest, delay_s: float = 0.0) -> Reply:
+    """An answer the size of a real model's: up to 8 highlights and 4 action items, one per
+    group of the prompt's post ids, each citing one."""
+    ids = _ID_LINE_RE.findall(request.user)
+    if not ids:
+        # A merge prompt: items cite ids in parentheses.
+        ids = re.findall(r"^- \(([a-z0-9]{26})", request.user, re.MULTILINE)
+    step = max(1, len(ids) // 8)
+    picked = ids[::step][:8]
+    payload = {
+        "highlights": [
+            {
+                "text": f"Point {i + 1}: the channel discussed a topic raised in this post.",
+                "post_ids": [pid],
+            }
+            for i, pid in enumerate(picked)
+        ],
+        "action_items": [
+            {"text": f"Follow up on item {i + 1}.", "owner": "", "post_ids": [pid]}
+            for i, pid in enumerate(picked[:4])
+        ],
+    }
+    return Reply.answer(payload, delay_s=delay_s)
+
+
 def delayed_echo(seconds: float) -> Callable[[RecordedRequest], Reply]:
     """A default reply for benches: `echo_answer` after `seconds` (a slow model)."""
     return lambda request: echo_answer(request, delay_s=seconds)
@@ -169,7 +203,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def do_GET(self) -> None:
-        if self.path.rstrip("/").endswith("/models"):
+        if self.path.rstrip("/").endswith("/stats"):
+            self._send(200, json.dumps(self.server.fake.stats).encode())
+        elif self.path.rstrip("/").endswith("/models"):
             body = {"object": "list", "data": [{"id": self.server.fake.model, "object": "model"}]}
             self._send(200, json.dumps(body).encode())
         else:
@@ -183,6 +219,15 @@ class _Handler(BaseHTTPRequestHandler):
         except json.JSONDecodeError:
             body = {"_raw": raw.decode("utf-8", "replace")}
         fake = self.server.fake
+        if self.path.rstrip("/").endswith("/control"):
+            fake.delay_s = float(body.get("delay_s", fake.delay_s))
+            self._send(200, b"{}")
+            return
+        if self.path.rstrip("/").endswith("/stats/reset"):
+            fake.reset_stats()
+            self._send(200, b"{}")
+            return
+        started = time.monotonic()
         request = RecordedRequest(
             method="POST",
             path=self.path,
@@ -191,33 +236,42 @@ class _Handler(BaseHTTPRequestHandler):
             received_at=time.monotonic(),
         )
         fake._record(request)
-        if not self.path.rstrip("/").endswith("/chat/completions"):
-            self._send(404, b'{"error": {"message": "not found"}}')
-            return
-        reply = fake._next_reply(request)
-        if reply.delay_s > 0 and fake._stopping.wait(reply.delay_s):
-            self.close_connection = True
-            return
-        if reply.body is not None:
-            self._send(reply.status, reply.body, reply.headers)
-            return
-        message: dict[str, Any] = {"role": "assistant", "content": reply.content}
-        if reply.refusal is not None:
-            message["refusal"] = reply.refusal
-        completion: dict[str, Any] = {
-            "id": f"chatcmpl-fake{len(fake.requests)}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": str(request.body.get("model", fake.model)),
-            "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
-        }
-        if reply.usage is not None:
-            completion["usage"] = {
-                "prompt_tokens": reply.usage["prompt"],
-                "completion_tokens": reply.usage["completion"],
-                "total_tokens": reply.usage["prompt"] + reply.usage["completion"],
+        counted: dict[str, int] | None = None
+        try:
+            if not self.path.rstrip("/").endswith("/chat/completions"):
+                self._send(404, b'{"error": {"message": "not found"}}')
+                return
+            reply = fake._next_reply(request)
+            if reply.delay_s > 0 and fake._stopping.wait(reply.delay_s):
+                self.close_connection = True
+                return
+            if reply.body is not None:
+                self._send(reply.status, reply.body, reply.headers)
+                return
+            message: dict[str, Any] = {"role": "assistant", "content": reply.content}
+            if reply.refusal is not None:
+                message["refusal"] = reply.refusal
+            completion: dict[str, Any] = {
+                "id": f"chatcmpl-fake{len(fake.requests)}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": str(request.body.get("model", fake.model)),
+                "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
             }
-        self._send(reply.status, json.dumps(completion).encode(), reply.headers)
+            usage = reply.usage
+            if usage is not None and fake.count_tokens:
+                prompt = sum(_tokens(str(m.get("content", ""))) for m in request.messages)
+                usage = {"prompt": prompt, "completion": _tokens(reply.content or "")}
+            if usage is not None:
+                completion["usage"] = {
+                    "prompt_tokens": usage["prompt"],
+                    "completion_tokens": usage["completion"],
+                    "total_tokens": usage["prompt"] + usage["completion"],
+                }
+                counted = usage
+            self._send(reply.status, json.dumps(completion).encode(), reply.headers)
+        finally:
+            fake._count(counted, time.monotonic() - started)
 
 
 class _Server(ThreadingHTTPServer):
@@ -242,14 +296,23 @@ class FakeOpenAI:
         default: Reply | Callable[[RecordedRequest], Reply] = echo_answer,
         supports_json_schema: bool = True,
         model: str = "fake-model",
+        count_tokens: bool = False,
+        record: bool = True,
     ) -> None:
         self.default = default
+        self.count_tokens = count_tokens
+        self.record = record
+        # The delay of the answers of `main()`'s default reply (changed by POST /control).
+        self.delay_s = 0.0
+        self.stats: dict[str, float] = {}
+        self._in_flight = 0
         # False: like servers without structured output, refuse json_schema with a 400.
         self.supports_json_schema = supports_json_schema
         self.model = model
         self.requests: list[RecordedRequest] = []
         self._replies: deque[Reply] = deque()
         self._lock = threading.Lock()
+        self.reset_stats()
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -279,7 +342,30 @@ class FakeOpenAI:
 
     def _record(self, request: RecordedRequest) -> None:
         with self._lock:
-            self.requests.append(request)
+            self._in_flight += 1
+            self.stats["max_in_flight"] = max(self.stats["max_in_flight"], self._in_flight)
+            if self.record:
+                self.requests.append(request)
+
+    def _count(self, usage: dict[str, int] | None, busy_s: float) -> None:
+        with self._lock:
+            self._in_flight -= 1
+            self.stats["calls"] += 1
+            self.stats["busy_seconds"] += busy_s
+            if usage is not None:
+                self.stats["prompt_tokens"] += usage["prompt"]
+                self.stats["completion_tokens"] += usage["completion"]
+
+    def reset_stats(self) -> None:
+        """Start counting calls, tokens, busy seconds and peak concurrency afresh."""
+        with self._lock:
+            self.stats = {
+                "calls": 0,
+                "prompt_tokens": 0,
+                "completion_tokens": 0,
+                "busy_seconds": 0.0,
+                "max_in_flight": 0,
+            }
 
     def _next_reply(self, request: RecordedRequest) -> Reply:
         rf = request.response_format
@@ -322,3 +408,26 @@ class FakeOpenAI:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _tokens(text: str) -> int:
+    """recapd's estimate: one token per 4 bytes of UTF-8."""
+    return math.ceil(len(text.encode("utf-8")) / 4)
+
+
+def main() -> None:
+    """Serve until stdin closes; print the port first."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds per answer")
+    parser.add_argument("--count-tokens", action="store_true")
+    args = parser.parse_args()
+    fake = FakeOpenAI(count_tokens=args.count_tokens, record=False)
+    fake.default = lambda request: rich_answer(request, delay_s=fake.delay_s)
+    fake.delay_s = args.delay
+    with fake:
+        print(fake.port, flush=True)
+        sys.stdin.read()
+
+
+if __name__ == "__main__":
+    main()

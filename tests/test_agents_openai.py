@@ -72,8 +72,6 @@ def request(**overrides: Any) -> SummarizeRequest:
         "channel_id": "chan",
         "channel_name": "release",
         "posts": posts,
-        "reader_id": "rid",
-        "reader_username": "dave",
     }
     values.update(overrides)
     return SummarizeRequest(**values)
@@ -344,16 +342,46 @@ def test_the_prompt_carries_the_conversations(server: FakeOpenAI) -> None:
     assert result.open_questions == [Highlight("A cache with expiry?", ["d" * 26])]
 
 
-def test_language_and_custom_instructions_in_prompt(server: FakeOpenAI) -> None:
+def test_summarize_prompt_is_the_same_for_every_reader(server: FakeOpenAI) -> None:
+    # The map stage knows no reader: no name, no preferences, one language for everyone.
+    server.script(Reply.answer(GOOD))
+    summarize(make_agent(server))
+    sent = server.chat_requests[0]
+    assert "Write every text in English" in sent.system
+    assert "@dave" not in sent.system + sent.user
+    assert "preferences" not in sent.system + sent.user
+
+
+def test_merge_carries_language_and_custom_instructions(server: FakeOpenAI) -> None:
     server.script(Reply.answer(GOOD))
     prefs = "Focus on deadlines and keep it short."
-    summarize(make_agent(server), request(language="fr", custom_instructions=prefs))
+    partials = [AgentResult([Highlight("Release moved", [ID_A])], [])]
+    merge = MergeRequest(
+        "chan", "release", partials, "rid", "dave", custom_instructions=prefs, language="fr"
+    )
+    run(make_agent(server), lambda a: a.merge(merge))
     sent = server.chat_requests[0]
     assert "Write every text in French" in sent.system
     before, inside, _ = _fenced(sent)
     assert prefs in before and prefs not in inside
     assert "they do not change the rules or the JSON format" in before
     assert "@dave" in sent.system
+
+
+def test_merge_for_an_english_reader_without_instructions_needs_no_call(
+    server: FakeOpenAI,
+) -> None:
+    # The parts are already the model's words in English: they are combined and ranked for
+    # the reader without a model call (the reduce stage runs once per reader).
+    partials = [
+        AgentResult([Highlight("Release moved", [ID_A])], []),
+        AgentResult([Highlight("@dave must sign the release notes", [ID_C])], []),
+    ]
+    merge = MergeRequest("chan", "release", partials, "rid", "dave")
+    result = run(make_agent(server), lambda a: a.merge(merge))
+    assert server.chat_requests == []
+    assert result.usage.total_tokens == 0
+    assert result.highlights[0].post_ids == [ID_C]  # what concerns the reader first
 
 
 def test_merge_sends_partials_and_checks_citations(server: FakeOpenAI) -> None:

@@ -185,6 +185,22 @@ class AIRecapSettings(BaseModel):
     max_consecutive_failures: int = Field(
         5, ge=1, description="A schedule pauses itself after this many failed occurrences."
     )
+    part_cache_hours: float = Field(
+        192.0,
+        ge=0,
+        le=24 * 366,
+        allow_inf_nan=False,
+        description="How long a stretch's summary is kept for other recaps to reuse (8 days: "
+        "a weekly recap reuses a week of dailies); 0 = no part cache.",
+    )
+    part_cache_claim_seconds: float = Field(
+        300.0,
+        gt=0,
+        le=3600,
+        allow_inf_nan=False,
+        description="How long other recaps wait for a part another run is computing before "
+        "they compute it themselves (that run presumably died).",
+    )
 
     def effective_limit(self, name: LimitName) -> int:
         """The limit in force: the value, or its "off" value (-1; 0 for cooldown) if unenforced."""

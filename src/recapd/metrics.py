@@ -35,6 +35,7 @@ __all__ = [
     "agent_call",
     "record_agent_error",
     "record_agent_tokens",
+    "record_part_cache",
     "render",
 ]
 
@@ -104,6 +105,30 @@ def record_agent_tokens(agent_id: str, prompt_tokens: int, completion_tokens: in
     """Add the tokens a backend reported for one call."""
     AGENT_TOKENS.labels(agent_id, "prompt").inc(max(0, prompt_tokens))
     AGENT_TOKENS.labels(agent_id, "completion").inc(max(0, completion_tokens))
+
+
+# -- the part cache ----------------------------------------------------------------------------
+
+PART_CACHE_LOOKUPS = Counter(
+    "recapd_part_cache_lookups_total",
+    "Part summaries a recap needed from the part cache, by result: hit (stored, or made by a "
+    "concurrent run), miss (computed by this run).",
+    ["result"],
+)
+# Both results present from the start, zeros included, so a rate is defined at once.
+PART_CACHE_LOOKUPS.labels("hit")
+PART_CACHE_LOOKUPS.labels("miss")
+PART_CACHE_TOKENS_SAVED = Counter(
+    "recapd_part_cache_tokens_saved_total",
+    "Agent tokens (prompt and completion) that parts reused from the cache cost when made.",
+)
+
+
+def record_part_cache(hit: bool, tokens_saved: int = 0) -> None:
+    """Count one part cache lookup, and the tokens a hit saved."""
+    PART_CACHE_LOOKUPS.labels("hit" if hit else "miss").inc()
+    if hit:
+        PART_CACHE_TOKENS_SAVED.inc(max(0, tokens_saved))
 
 
 # -- jobs --------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from recapd.app.agents import AgentPool
 from recapd.app.delivery import DeliveryService
+from recapd.app.part_cache import DatabasePartCache
 from recapd.app.recaps import RecapService
 from recapd.app.recovery import StuckRecapRecovery
 from recapd.app.scheduled_recaps import ScheduledRecapService
@@ -69,7 +70,8 @@ class Runtime:
         agents = AgentPool(settings)
         # One limit on agent calls for the whole node, shared by every recap and channel.
         agent_calls = asyncio.Semaphore(settings.llm_concurrency)
-        recaps = RecapService(store, jobs, chat, agents, settings, clock, agent_calls)
+        part_cache = DatabasePartCache(store, settings, clock)
+        recaps = RecapService(store, jobs, chat, agents, settings, clock, agent_calls, part_cache)
         schedules = ScheduledRecapService(store, jobs, chat, agents, recaps, settings, clock)
         jobs.register_worker(make_recap_worker(recaps))
         jobs.register_worker(make_scheduled_recap_worker(schedules))
@@ -96,6 +98,8 @@ class Runtime:
         self.settings = settings
         self.agents.apply_settings(settings)
         self.recaps.settings = settings
+        if isinstance(self.recaps.part_cache, DatabasePartCache):
+            self.recaps.part_cache.settings = settings
         self.schedules.settings = settings
         self.delivery.apply_settings(settings)
         self.sign_in.apply_settings(settings)

@@ -71,23 +71,26 @@ class AgentResult:
 
 @dataclass(slots=True)
 class SummarizeRequest:
-    """Summarize one channel's posts (or one part of them, in a map-reduce) for a reader."""
+    """Summarize one stretch of a channel's posts (the map stage).
+
+    Reader-independent on purpose: no reader, no custom instructions, no language, so one
+    answer serves every reader of the channel and can be cached (summarize/part_cache.py).
+    What is per reader goes in the MergeRequest.
+    """
 
     channel_id: str
     channel_name: str
     posts: list[AgentPost]
-    reader_id: str
-    reader_username: str
-    custom_instructions: str = ""
-    language: str = "en"
-    # 1-based part number and count when the window was split; (1, 1) when it was not.
+    # 1-based piece number and count when the stretch was cut to fit one call; (1, 1) when
+    # it was not.
     part: int = 1
     parts: int = 1
 
 
 @dataclass(slots=True)
 class MergeRequest:
-    """Merge the partial results of a split window into one result for the channel."""
+    """Merge the partial results of a reader's window into one result for that reader (the
+    reduce stage): ranking for the reader, custom instructions and language apply here."""
 
     channel_id: str
     channel_name: str
@@ -107,10 +110,13 @@ class AgentError(Exception):
 
 
 class Agent(Protocol):
-    """A summarizer. `context_tokens` bounds the size of one request's posts."""
+    """A summarizer. `context_tokens` bounds the size of one request's posts; `cache_version`
+    names everything besides the posts that shapes a summarize answer (backend, model, prompt
+    version), so a cached part made by another version is never served."""
 
     id: str
     context_tokens: int
+    cache_version: str
 
     async def summarize(self, request: SummarizeRequest) -> AgentResult: ...
 

@@ -1104,6 +1104,10 @@ def merge_results(
     )
 
 
+# The version of summarize's ranking, part of every cached part's key.
+EXTRACTIVE_VERSION: Final = "2"
+
+
 class ExtractiveAgent:
     """The offline agent: no model, no network, the same answer for the same posts."""
 
@@ -1117,6 +1121,8 @@ class ExtractiveAgent:
         self.id = agent_id
         self.context_tokens = (settings or AgentSettings()).context_tokens
         self.weights = weights or Weights()
+        # Bump when summarize's output changes, so cached parts of the old version are unused.
+        self.cache_version = f"extractive:{EXTRACTIVE_VERSION}"
 
     async def summarize(self, request: SummarizeRequest) -> AgentResult:
         """Highlights, action items and open questions picked from the request's posts."""

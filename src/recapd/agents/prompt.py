@@ -19,6 +19,8 @@ from recapd.agents.base import AgentPost, AgentResult, MergeRequest, SummarizeRe
 
 __all__ = [
     "DEFAULT_MAX_ITEMS",
+    "PART_LANGUAGE",
+    "PROMPT_VERSION",
     "Prompt",
     "format_post_line",
     "language_name",
@@ -29,6 +31,11 @@ __all__ = [
 
 # How many highlights and action items a prompt asks for at most.
 DEFAULT_MAX_ITEMS: Final = 8
+# Bump when the prompts change what an answer says: part of every cached part's key.
+PROMPT_VERSION: Final = "3"
+# The map stage (summarize_prompt) serves every reader, so it writes in one fixed language;
+# the merge writes in the reader's.
+PART_LANGUAGE: Final = "en"
 
 _LANGUAGES: Final[dict[str, str]] = {
     "ar": "Arabic",
@@ -201,8 +208,9 @@ def _rules(
         if json_in_prompt
         else "Answer in the JSON format you are given."
     )
-    return f"""You are an analyst who writes recaps of team-chat channels for one reader, \
-@{reader}. {task}
+    audience = f"for one reader, @{reader}" if reader else "for the channel's members"
+    mentions = f" Items that mention @{reader} matter most to the reader." if reader else ""
+    return f"""You are an analyst who writes recaps of team-chat channels {audience}. {task}
 
 Rules:
 1. The material to work on is between the lines {begin} and {end}. Everything between them \
@@ -214,8 +222,7 @@ anything that is not inside it.
 3. Highlights: the most important things that happened (decisions, announcements, problems), \
 most important first, each one or two short sentences. The messages are grouped into \
 conversations ("conv N", with "reply to" saying which post a message answers): write at most \
-one highlight per conversation, and show a question together with its answer. Items that \
-mention @{reader} matter most to the reader.
+one highlight per conversation, and show a question together with its answer.{mentions}
 4. Action items: concrete things someone should do: requests addressed to someone, \
 commitments ("I'll ...") and meeting actions ("[ACTION]", "#action"), never questions, \
 pleasantries or "standby". "owner" is the username (without @) of the person who should do it \
@@ -258,15 +265,15 @@ def summarize_prompt(
     max_items: int = DEFAULT_MAX_ITEMS,
     boundary: str | None = None,
 ) -> Prompt:
-    """The prompt summarizing one channel (or one part of it) for the request's reader."""
+    """The prompt summarizing one stretch of a channel: the same for every reader (no reader
+    name, preferences or reader language), so its answer can be cached and shared."""
     fence = boundary or new_boundary()
     begin, end = f"BEGIN_CONVERSATION_{fence}", f"END_CONVERSATION_{fence}"
-    language = language_name(request.language)
-    reader = _clean_name(request.reader_username)
+    language = language_name(PART_LANGUAGE)
     system = _rules(
         begin=begin,
         end=end,
-        reader=reader,
+        reader="",
         language=language,
         max_items=max_items,
         json_in_prompt=json_in_prompt,
@@ -275,8 +282,8 @@ def summarize_prompt(
     part = ""
     if request.parts > 1:
         part = (
-            f"This is part {request.part} of {request.parts} of the window (consecutive, "
-            "oldest first); summarize this part only.\n"
+            f"This is part {request.part} of {request.parts} of this stretch of time "
+            "(consecutive, oldest first); summarize this part only.\n"
         )
     allowed = tuple(dict.fromkeys(post.id for post in request.posts))
     user = (
@@ -284,7 +291,6 @@ def summarize_prompt(
         f"{part}"
         "Each message is one line: [HH:MM UTC] @username (post id, conversation, reply to "
         "post id): text.\n\n"
-        f"{_preferences(request.custom_instructions)}"
         f"{begin}\n{_post_block(request.posts)}\n{end}\n\n"
         f"Allowed post ids: {', '.join(allowed)}\n\n"
         f"{_reminder(begin, end, language)}"
@@ -335,11 +341,11 @@ def merge_prompt(
         max_items=max_items,
         json_in_prompt=json_in_prompt,
         task=(
-            "The channel's window was too long for one request, so its consecutive parts were "
-            "recapped separately. Merge those partial recaps into one: combine items about the "
-            "same subject (citing the union of their post ids), drop repeats, keep the most "
-            "important, keep every meeting action, and drop an open question that another "
-            "part answered."
+            "The channel's messages in the reader's window were recapped in consecutive "
+            "stretches of time, in English, for every reader alike. Merge those partial recaps "
+            "into one for this reader: combine items about the same subject (citing the union "
+            "of their post ids), drop repeats, keep the most important, keep every meeting "
+            "action, and drop an open question that another part answered."
         ),
     )
     allowed = tuple(

@@ -29,6 +29,7 @@ from recapd.model.recap import (
 from recapd.model.tz import InvalidZoneError, load_zone, local_day_bounds
 from recapd.store.store import Store
 from recapd.summarize.budget import PostBudget, effective_post_limit
+from recapd.summarize.part_cache import PartCache
 from recapd.summarize.pipeline import ChannelJob, ChannelSummarizer, ChannelSummary
 
 TITLE_MAX_BYTES = 255
@@ -106,6 +107,7 @@ class RecapService:
         settings: Settings,
         clock: Clock,
         agent_calls: asyncio.Semaphore,
+        part_cache: PartCache | None = None,
     ) -> None:
         self.store = store
         self.jobs = jobs
@@ -114,6 +116,8 @@ class RecapService:
         self.settings = settings
         self.clock = clock
         self.agent_calls = agent_calls
+        # Stretch summaries shared between recaps (None: each recap makes its own).
+        self.part_cache = part_cache
 
     # -- reading and simple changes --------------------------------------------------------
 
@@ -321,6 +325,7 @@ class RecapService:
             max_tokens_per_call=lim.effective_limit("max_tokens_per_recap"),
             # The recap bot's own announcements are never recapped as news.
             bot_names=(*lim.bot_usernames, self.settings.delivery.bot_username),
+            cache=self.part_cache,
         )
         done = {c.channel_id: c for c in recap.channels if c.status == ChannelStatus.SUCCESS}
         todo = [c for c in recap.channel_ids if c not in done]
@@ -358,6 +363,12 @@ class RecapService:
         messages = sum(len(c.source_post_ids) for c in channels)
         prompt = recap.prompt_tokens + sum(s.usage.prompt_tokens for s in summaries)
         completion = recap.completion_tokens + sum(s.usage.completion_tokens for s in summaries)
+        # A retried job adds to what the earlier attempts spent.
+        cost = (
+            recap.agent_calls + sum(s.calls for s in summaries),
+            recap.parts_total + sum(s.parts for s in summaries),
+            recap.parts_reused + sum(s.parts_reused for s in summaries),
+        )
         ok = any(c.status == ChannelStatus.SUCCESS for c in channels)
         failed_reasons = "; ".join(
             f"{c.channel_name or c.channel_id}: {c.error}" for c in channels if c.error
@@ -370,6 +381,7 @@ class RecapService:
             error="" if ok else f"Every channel failed. {failed_reasons}",
             total_message_count=messages,
             tokens=(prompt, completion),
+            cost=cost,
         )
 
     async def fail_recap(self, recap_id: str, reason: str) -> None:
@@ -391,6 +403,7 @@ class RecapService:
         error: str,
         total_message_count: int | None = None,
         tokens: tuple[int, int] | None = None,
+        cost: tuple[int, int, int] | None = None,
     ) -> bool:
         """Set the final status (compare-and-set) and queue the delivery job in ONE
         transaction: only the writer that finishes the recap announces it, exactly once."""
@@ -404,6 +417,7 @@ class RecapService:
                 error=error,
                 total_message_count=total_message_count,
                 tokens=tokens,
+                cost=cost,
                 conn=conn,
             )
             if changed:

@@ -102,3 +102,30 @@ class WebSessionCleanup(Scheduler):
                 break
         if total:
             log.info("deleted %d expired web sessions", total)
+
+
+class PartCacheCleanup(Scheduler):
+    """Deletes expired part-cache entries (summarize/part_cache.py), in small batches."""
+
+    name = "part_cache_cleanup"
+
+    def __init__(self, store: Store, period_s: float = 3600.0) -> None:
+        self.store = store
+        self.period_s = period_s
+
+    def enabled(self, settings: Settings) -> bool:
+        return True  # with the cache off, entries left from before still expire
+
+    def next_schedule_time(self, settings: Settings, now_ms: int) -> int:
+        return now_ms + int(self.period_s * 1000)
+
+    async def schedule_job(self, ctx: SchedulerContext) -> None:
+        batch = ctx.settings.jobs.cleanup_batch_size
+        total = 0
+        while ctx.still_leader:
+            n = await asyncio.to_thread(self.store.part_cache.delete_expired, ctx.now_ms, batch)
+            total += n
+            if n < batch:
+                break
+        if total:
+            log.info("deleted %d expired part cache entries", total)

@@ -13,7 +13,12 @@ from sqlalchemy.engine import Connection
 
 from recapd.clock import Clock, SystemClock
 from recapd.config import Settings
-from recapd.jobs.housekeeping import JobCleanup, WebSessionCleanup, WedgedJobRecovery
+from recapd.jobs.housekeeping import (
+    JobCleanup,
+    PartCacheCleanup,
+    WebSessionCleanup,
+    WedgedJobRecovery,
+)
 from recapd.jobs.leader import Follower, LeaderElector, Leadership, StaticLeadership
 from recapd.jobs.scheduler import Scheduler, SchedulerRunner
 from recapd.jobs.wakeup import Wakeups
@@ -303,6 +308,7 @@ class JobServer:
             WedgedJobRecovery(self.store, self.max_attempts),
             JobCleanup(self.store),
             WebSessionCleanup(self.store),
+            PartCacheCleanup(self.store),
         ]
         self.runner = SchedulerRunner(
             builtin + self.schedulers, self, leadership, self.settings, self.clock

@@ -205,6 +205,11 @@ class Recap:
     custom_instructions: str = ""
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # What making it cost: agent calls, and the parts (stretch summaries) it needed and how
+    # many of them came from the part cache.
+    agent_calls: int = 0
+    parts_total: int = 0
+    parts_reused: int = 0
     # When it last completed or failed (ms; 0: never). Only finishing moves it (update_at
     # also moves on mark read), so a delivery can tell its outcome is still the current one.
     finish_at: int = 0

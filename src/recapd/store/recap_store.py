@@ -47,6 +47,9 @@ _RECAP_FIELDS = (
     "prompt_tokens",
     "completion_tokens",
     "finish_at",
+    "agent_calls",
+    "parts_total",
+    "parts_reused",
 )
 
 
@@ -352,6 +355,7 @@ class RecapStore:
         error: str | None = None,
         total_message_count: int | None = None,
         tokens: tuple[int, int] | None = None,
+        cost: tuple[int, int, int] | None = None,
         conn: Connection | None = None,
     ) -> bool:
         """Compare-and-set: change the status only from one of `expected`. True if it changed.
@@ -367,6 +371,8 @@ class RecapStore:
             values["total_message_count"] = total_message_count
         if tokens is not None:
             values["prompt_tokens"], values["completion_tokens"] = tokens
+        if cost is not None:
+            values["agent_calls"], values["parts_total"], values["parts_reused"] = cost
         q = (
             t.update()
             .where(

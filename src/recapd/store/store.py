@@ -11,6 +11,7 @@ from recapd.store.database import Database
 from recapd.store.delivery_store import DeliveryStore
 from recapd.store.job_store import JobStore
 from recapd.store.lease_store import LeaseStore
+from recapd.store.part_cache_store import PartCacheStore
 from recapd.store.recap_store import RecapStore
 from recapd.store.scheduled_recap_store import ScheduledRecapStore
 from recapd.store.secret_store import SecretStore
@@ -36,6 +37,7 @@ class Store:
         self.delivery = DeliveryStore(db)
         self.secrets = SecretStore(db)
         self.web_sessions = WebSessionStore(db)
+        self.part_cache = PartCacheStore(db)
 
     @classmethod
     def open(cls, url: str) -> Store:

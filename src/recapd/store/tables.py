@@ -103,6 +103,11 @@ recaps = sa.Table(
     # When the recap last completed or failed (0: never); unlike update_at, reading it does
     # not move it, so a delivery job can tell whether its outcome is still the current one.
     _ms("finish_at"),
+    # What the recap cost: agent calls made, and how many of its parts (map-stage summaries)
+    # it needed and took from the part cache.
+    sa.Column("agent_calls", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("parts_total", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("parts_reused", sa.Integer, nullable=False, server_default="0"),
 )
 
 RECAP_IS_SCHEDULED = sa.text("scheduled_recap_id <> ''")
@@ -380,3 +385,29 @@ web_sessions = sa.Table(
 )
 sa.Index("ix_web_sessions_token_id", web_sessions.c.token_id)
 sa.Index("ix_web_sessions_expires_at", web_sessions.c.expires_at)
+# Summaries of whole stretches of a channel (the map stage), shared by every recap that needs
+# them. The key (SHA-256 of channel, agent and version, bounds, content digest: see
+# summarize/part_cache.py) changes with any edit, deletion or late post, so a row is never
+# stale, only unused; rows expire and the leader's cleanup deletes them. A row is first
+# inserted `computing` by the one run that claimed it (INSERT ... ON CONFLICT DO NOTHING on
+# the key), which every other run waits for: one computation per part in the cluster.
+part_cache = sa.Table(
+    "part_cache",
+    metadata,
+    sa.Column("cache_key", sa.String(64), primary_key=True),
+    _id("channel_id", nullable=False),
+    sa.Column("agent_id", sa.String(64), nullable=False),
+    _ms("start_ms"),
+    _ms("end_ms"),
+    sa.Column("status", sa.String(16), nullable=False),
+    # The claiming run's random token and when it claimed (a claim older than the timeout
+    # may be taken over: its run died).
+    sa.Column("claim", sa.String(32), nullable=False, server_default=""),
+    _ms("claimed_at"),
+    sa.Column("result", Json, nullable=True),
+    sa.Column("prompt_tokens", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("completion_tokens", sa.Integer, nullable=False, server_default="0"),
+    _ms("create_at"),
+    _ms("expire_at"),
+)
+sa.Index("ix_part_cache_expire_at", part_cache.c.expire_at)

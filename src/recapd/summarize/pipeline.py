@@ -1,4 +1,10 @@
-"""The recap of one channel: permission re-check, window, budgets, map-reduce, citations."""
+"""The recap of one channel: permission re-check, window, budgets, map-reduce, citations.
+
+Map: the window is cut into stretches with stable bounds (summarize/stretches.py); each whole
+stretch's summary depends on the channel's posts only, so it comes from the part cache when
+another recap made it (or is making it right now). Reduce: the parts are merged for this
+reader (mentions of the reader, custom instructions, language), always, even one part.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +31,8 @@ from recapd.model.tz import load_zone
 from recapd.summarize.budget import PostBudget
 from recapd.summarize.chunking import split_parts
 from recapd.summarize.conversations import annotate
+from recapd.summarize.part_cache import PartCache, PartKey, content_digest
+from recapd.summarize.stretches import BLOCK_HOURS, HOUR_MS, Stretch, plan_stretches
 from recapd.summarize.window import FALLBACK_LATEST_POSTS, window_start
 
 # Tokens kept free in every call for the instructions around the posts and for the answer.
@@ -53,8 +61,13 @@ class ChannelSummary:
     channel: RecapChannel
     message_count: int = 0
     usage: TokenUsage = field(default_factory=TokenUsage)
+    # Agent calls made (summarize and merge; parts from the cache cost none).
     calls: int = 0
+    # Parts (map-stage summaries) the window needed, and how many came from the cache.
     parts: int = 0
+    parts_reused: int = 0
+    # Tokens the reused parts cost when they were made.
+    tokens_saved: int = 0
 
 
 class ChannelSummarizer:
@@ -67,12 +80,15 @@ class ChannelSummarizer:
         agent_calls: asyncio.Semaphore,
         *,
         max_tokens_per_call: int = -1,
+        cache: PartCache | None = None,
         bot_names: Collection[str] = DEFAULT_BOT_NAMES,
     ) -> None:
         self.chat = chat
         self.agent = agent
         self.agent_calls = agent_calls
         self.bot_names = tuple(bot_names)
+        # None: every part is computed for this recap (the cache is off).
+        self.cache = cache
         budget = agent.context_tokens - PROMPT_RESERVE_TOKENS
         if max_tokens_per_call > 0:
             budget = min(budget, max_tokens_per_call)
@@ -90,15 +106,17 @@ class ChannelSummarizer:
                 result.status = ChannelStatus.FAILED
                 result.error = "You can no longer read this channel."
                 return ChannelSummary(result)
-            posts = await self._window_posts(job)
+            start, posts = await self._window_posts(job)
             granted = await budget.take(job.channel_id, len(posts))
+            # Over the post budget, the newest posts are kept (the limit is the admin's), and
+            # the card says what was left out.
             if granted < len(posts):
-                # Over the post budget, the newest posts are kept (the limit is the admin's),
-                # and the card says what was left out.
-                cut = posts[: len(posts) - granted]
-                result.notice = _cut_notice(cut, budget.limit, job.reader)
+                result.notice = _cut_notice(posts[: len(posts) - granted], budget.limit, job.reader)
                 posts = posts[len(posts) - granted :]
-            return await self._summarize_posts(job, channel, posts, result)
+                # The window now starts at its first kept post: whole stretches after it hold
+                # every post of their bounds.
+                start = min((p.create_at for p in posts), default=start)
+            return await self._summarize_posts(job, channel, start, posts, result)
         except Exception as exc:  # one channel failing never fails the others
             result.status = ChannelStatus.FAILED
             result.error = _reason(exc)
@@ -106,29 +124,53 @@ class ChannelSummarizer:
         finally:
             budget.withdraw(job.channel_id)  # a channel that never asked frees its share
 
-    async def _window_posts(self, job: ChannelJob) -> list[Post]:
+    async def _window_posts(self, job: ChannelJob) -> tuple[int, list[Post]]:
         last_viewed = await self.chat.last_viewed_at(job.reader.id, job.channel_id)
         start = window_start(job.time_period, job.now_ms, last_viewed)
         posts = [p async for p in self.chat.iter_posts(job.channel_id, start, job.now_ms + 1)]
         if not posts and job.fallback_to_latest:
             posts = await self.chat.latest_posts(job.channel_id, FALLBACK_LATEST_POSTS)
-        return posts
+        return start, posts
 
-    async def _agent_posts(self, posts: Sequence[Post]) -> list[AgentPost]:
-        in_window = {p.id for p in posts}
-        # Replies whose thread started before the window get their root as context.
-        missing_roots = {p.root_id for p in posts if p.root_id and p.root_id not in in_window}
-        roots = await self.chat.get_posts(sorted(missing_roots)) if missing_roots else {}
-        authors = {p.user_id for p in posts} | {r.user_id for r in roots.values()}
+    async def _stretch_inputs(
+        self, stretches: Sequence[Stretch], posts: Sequence[Post]
+    ) -> list[list[AgentPost]]:
+        """Each stretch's posts as the agent sees them. Everything depends on the stretch
+        alone (reply counts within it, roots of threads begun before it as context), never on
+        the reader's window, so every reader sends the same request for the same stretch."""
+        roots_wanted: set[str] = set()
+        for stretch in stretches:
+            ids = {p.id for p in stretch.posts}
+            roots_wanted |= {p.root_id for p in stretch.posts if p.root_id and p.root_id not in ids}
+        known = {p.id: p for p in posts}
+        missing = sorted(r for r in roots_wanted if r not in known)
+        fetched = await self.chat.get_posts(missing) if missing else {}
+        roots = {r: known.get(r) or fetched.get(r) for r in roots_wanted}
+        authors = {p.user_id for p in posts} | {r.user_id for r in roots.values() if r}
         users = await self.chat.get_users(sorted(authors))
-        replies: dict[str, int] = {}
-        for p in posts:
-            if p.root_id:
-                replies[p.root_id] = replies.get(p.root_id, 0) + 1
-        out = [self._agent_post(r, users, replies, context_only=True) for r in roots.values()]
-        out += [self._agent_post(p, users, replies, context_only=False) for p in posts]
-        # Who replied to whom, bots and noise marked: the structure every agent reads.
-        return annotate(out, self.bot_names)
+        out: list[list[AgentPost]] = []
+        for stretch in stretches:
+            ids = {p.id for p in stretch.posts}
+            replies: dict[str, int] = {}
+            for p in stretch.posts:
+                if p.root_id:
+                    replies[p.root_id] = replies.get(p.root_id, 0) + 1
+            context = sorted(
+                {
+                    r.id: r
+                    for p in stretch.posts
+                    if p.root_id and p.root_id not in ids and (r := roots.get(p.root_id))
+                }.values(),
+                key=lambda r: (r.create_at, r.id),
+            )
+            agent_posts = [self._agent_post(r, users, replies, context_only=True) for r in context]
+            agent_posts += [
+                self._agent_post(p, users, replies, context_only=False) for p in stretch.posts
+            ]
+            # Who replied to whom within the stretch, bots and noise marked: the structure
+            # every agent reads, and part of the stretch's content digest.
+            out.append(annotate(agent_posts, self.bot_names))
+        return out
 
     def _agent_post(
         self, p: Post, users: dict[str, User], replies: dict[str, int], *, context_only: bool
@@ -152,33 +194,55 @@ class ChannelSummarizer:
         )
 
     async def _summarize_posts(
-        self, job: ChannelJob, channel: Channel, posts: list[Post], result: RecapChannel
+        self,
+        job: ChannelJob,
+        channel: Channel,
+        start: int,
+        posts: list[Post],
+        result: RecapChannel,
     ) -> ChannelSummary:
         summary = ChannelSummary(result, message_count=len(posts))
         result.source_post_ids = [p.id for p in posts]
         if not posts:
             return summary
-        agent_posts = await self._agent_posts(posts)
-        parts = split_parts(agent_posts, self.part_budget)
-        summary.parts = len(parts)
         name = result.channel_name or channel.name
-        requests = [
-            SummarizeRequest(
-                channel_id=channel.id,
-                channel_name=name,
-                posts=part,
-                reader_id=job.reader.id,
-                reader_username=job.reader.username,
-                custom_instructions=job.custom_instructions,
-                language=job.reader.locale or "en",
-                part=i + 1,
-                parts=len(parts),
-            )
-            for i, part in enumerate(parts)
-        ]
-        partials = await asyncio.gather(*(self._call_summarize(r, summary) for r in requests))
-        merged = await self._reduce(list(partials), job, name, summary)
-        allowed = {p.id for p in agent_posts}
+        if self.cache is not None and self.cache.enabled:
+            stretches = plan_stretches(_effective_start(start, posts), job.now_ms + 1, posts)
+        else:
+            # Without the cache nothing is shared, so stable bounds buy nothing: the window
+            # is one stretch of its own, cut only to fit the agent's context (as before).
+            stretches = [Stretch(start, job.now_ms + 1, False, posts)]
+        inputs = await self._stretch_inputs(stretches, posts)
+        edit_at = {p.id: p.edit_at for p in posts}
+        tasks = []
+        for stretch, agent_posts in zip(stretches, inputs, strict=True):
+            pieces = split_parts(agent_posts, self.part_budget)
+            for i, piece in enumerate(pieces):
+                req = SummarizeRequest(
+                    channel_id=channel.id,
+                    channel_name=name,
+                    posts=piece,
+                    part=i + 1,
+                    parts=len(pieces),
+                )
+                key = None
+                if stretch.whole and self.cache is not None:
+                    key = PartKey(
+                        channel_id=channel.id,
+                        agent_id=self.agent.id,
+                        agent_version=self.agent.cache_version,
+                        start_ms=stretch.start_ms,
+                        end_ms=stretch.end_ms,
+                        piece=stretch.piece,
+                        part=i + 1,
+                        parts=len(pieces),
+                        digest=content_digest(name, piece, edit_at),
+                    )
+                tasks.append(self._map(req, key, summary))
+        summary.parts = len(tasks)
+        partials = list(await asyncio.gather(*tasks))
+        merged = await self._reduce(partials, job, name, summary)
+        allowed = {p.id for agent_posts in inputs for p in agent_posts}
         highlights = (_cited_highlight(h, allowed) for h in merged.highlights)
         actions = (_cited_action(a, allowed) for a in merged.action_items)
         questions = (_cited_highlight(q, allowed) for q in merged.open_questions)
@@ -187,6 +251,18 @@ class ChannelSummarizer:
         result.open_questions = [q for q in questions if q.text]
         result.status = ChannelStatus.SUCCESS
         return summary
+
+    async def _map(
+        self, req: SummarizeRequest, key: PartKey | None, s: ChannelSummary
+    ) -> AgentResult:
+        """One part's summary: from the cache when its stretch is whole, else computed."""
+        if key is None or self.cache is None:
+            return await self._call_summarize(req, s)
+        outcome = await self.cache.get_or_compute(key, lambda: self._call_summarize(req, s))
+        if outcome.reused:
+            s.parts_reused += 1
+            s.tokens_saved += outcome.result.usage.total_tokens
+        return outcome.result
 
     async def _call_summarize(self, req: SummarizeRequest, s: ChannelSummary) -> AgentResult:
         async with self.agent_calls:
@@ -198,28 +274,20 @@ class ChannelSummarizer:
     async def _reduce(
         self, partials: list[AgentResult], job: ChannelJob, name: str, s: ChannelSummary
     ) -> AgentResult:
-        # Merge in rounds of MERGE_FAN_IN so no merge call outgrows the context. One part is
-        # merged too: the reader's stage (what concerns them first) lives in the merge.
-        if len(partials) == 1:
-            return await self._call_merge(partials, job, name, s, single=True)
-        while len(partials) > 1:
+        # Merge in rounds of MERGE_FAN_IN so no merge call outgrows the context. Even one
+        # part is merged: the reduce stage is where the reader's ranking, instructions and
+        # language apply (the parts know no reader).
+        while True:
             groups = [partials[i : i + MERGE_FAN_IN] for i in range(0, len(partials), MERGE_FAN_IN)]
             partials = list(
                 await asyncio.gather(*(self._call_merge(g, job, name, s) for g in groups))
             )
-        return partials[0]
+            if len(partials) == 1:
+                return partials[0]
 
     async def _call_merge(
-        self,
-        group: list[AgentResult],
-        job: ChannelJob,
-        name: str,
-        s: ChannelSummary,
-        *,
-        single: bool = False,
+        self, group: list[AgentResult], job: ChannelJob, name: str, s: ChannelSummary
     ) -> AgentResult:
-        if len(group) == 1 and not single:
-            return group[0]
         req = MergeRequest(
             channel_id=job.channel_id,
             channel_name=name,
@@ -231,10 +299,24 @@ class ChannelSummarizer:
         )
         async with self.agent_calls:
             res = await self.agent.merge(req)
-        if res.usage.total_tokens or not single:
-            s.calls += 1
+        s.calls += 1
         s.usage = s.usage + res.usage
         return res
+
+
+def _effective_start(start: int, posts: Sequence[Post]) -> int:
+    """Where the window's stretches start. The channel has no post between `start` and the
+    first post, so the window may begin at the latest aligned boundary (8, 4, 2 or 1 h) at or
+    before that post and after `start`: fewer partial edges, the same aligned blocks as other
+    readers. The latest-posts fallback reaches back before `start`: then its first post."""
+    first = min(p.create_at for p in posts)
+    if first < start:
+        return first
+    for hours in BLOCK_HOURS:
+        boundary = first - first % (hours * HOUR_MS)
+        if boundary >= start:
+            return boundary
+    return start
 
 
 def _posted_by_a_bot(post: Post) -> bool:
@@ -246,7 +328,7 @@ def _posted_by_a_bot(post: Post) -> bool:
 
 def _cut_notice(cut: Sequence[Post], limit: int, reader: User) -> str:
     """What a post limit left unread, in the reader's zone: "The 670 oldest messages
-    (09:12-13:40 UTC) were not read: a recap reads at most 500." """
+    (09:12-13:40 UTC) were not read: the limit for this recap is 500 messages." """
     zone: tzinfo = UTC
     if reader.timezone:
         try:

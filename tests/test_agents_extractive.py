@@ -393,3 +393,17 @@ def test_big_windows_run_off_the_event_loop() -> None:
     )
     request = SummarizeRequest("chan", "big", posts)
     assert asyncio.run(ExtractiveAgent().summarize(request)) == summarize_posts(request)
+
+
+def test_a_meeting_cut_by_a_part_boundary_is_one_meeting() -> None:
+    first = AgentResult(
+        [Highlight("Meeting chaired by @spamaps, topics: Natty Development", ["m1", "m2"])]
+    )
+    second = AgentResult([Highlight("Meeting, topics: Maverick SRUs", ["m3"])])
+    merged = merge_results(MergeRequest("c", "n", [first, second], "rid", "reader"))
+    assert merged.highlights == [
+        Highlight(
+            "Meeting chaired by @spamaps, topics: Natty Development; Maverick SRUs",
+            ["m1", "m2", "m3"],
+        )
+    ]

@@ -944,6 +944,26 @@ _DUPLICATE_COSINE: Final = 0.5
 _EXPLICIT_HIGHLIGHT_RE: Final = re.compile(r"^(?:Agreed: |Meeting(?: chaired by @\S+)?, topics: )")
 
 
+_MEETING_GOES_ON = "Meeting, topics: "
+
+
+def _join_meetings(items: list[Highlight]) -> list[Highlight]:
+    """A meeting cut by a part boundary comes back as "Meeting, topics: ..." (the part saw no
+    #startmeeting): its topics join the meeting before it."""
+    out: list[Highlight] = []
+    for h in items:
+        last_meeting = next((o for o in reversed(out) if o.text.startswith("Meeting")), None)
+        if h.text.startswith(_MEETING_GOES_ON) and last_meeting is not None:
+            last_meeting.text += "; " + h.text.removeprefix(_MEETING_GOES_ON)
+            room = MAX_CITATIONS - len(last_meeting.post_ids)
+            last_meeting.post_ids += [p for p in h.post_ids if p not in last_meeting.post_ids][
+                : max(0, room)
+            ]
+            continue
+        out.append(Highlight(h.text, list(h.post_ids)))
+    return out
+
+
 @dataclass(slots=True)
 class _Item:
     item: Highlight | ActionItem
@@ -1054,6 +1074,7 @@ def merge_results(
         )
     if not (highlights or actions or explicit_h or explicit_a or questions):
         return AgentResult()
+    explicit_h = _join_meetings(explicit_h)
     # At least as many as the fullest part had, more when there were many parts.
     widest = max(
         sum(1 for h in p.highlights if not _EXPLICIT_HIGHLIGHT_RE.match(h.text))

@@ -15,9 +15,10 @@ whose window covers it. Its bounds must not depend on the reader, so they are al
   False: never cached), since no other window is likely to share them.
 
 A thread that goes on across a boundary is the one split we cannot avoid with stable bounds:
-the later stretch gets the thread's root as context (the pipeline adds it).
-TODO(issue 12): group by `summarize.conversations.group_conversations` instead of root_id
-threads once it exists (see `_conversations`).
+the later stretch gets the thread's root as context (the pipeline adds it). Pieces are cut
+along explicit threads here; the conversation step (summarize/conversations.py), which needs
+the authors' names, runs afterwards on each stretch's posts (in the pipeline), so a stretch's
+structure depends on its own posts only, as its cached summary must.
 """
 
 from __future__ import annotations

@@ -118,7 +118,9 @@ def test_serve_on_a_chosen_port_links_there_and_warns_about_another_site_url(
         finally:
             store.close()
         status, _, recap = node.post(
-            "/api/v4/recaps", {"title": "Dev", "channel_ids": [channel_id]}, token
+            "/api/v4/recaps",
+            {"title": "Dev", "channel_ids": [channel_id], "agent_id": "extractive"},
+            token,
         )
         assert status == 201, recap
         text = _bot_message(url)

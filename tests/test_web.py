@@ -17,7 +17,7 @@ from recapd.clock import FakeClock
 from recapd.config import ConfigError, load_settings
 from recapd.model.chat import Channel, ChannelMember, User
 from recapd.model.ids import new_id
-from recapd.model.recap import RecapStatus
+from recapd.model.recap import Highlight, RecapStatus
 from recapd.runtime import Runtime
 from recapd.store.store import Store
 from recapd.web.live import RecapWatcher, recap_events
@@ -274,6 +274,23 @@ def test_every_page_renders_with_links_to_the_cited_posts(store: Store) -> None:
     # The pages stay out of the API's OpenAPI document.
     paths = alice.http.get("/openapi.json").json()["paths"]
     assert not any(p in paths for p in ("/", "/login", "/schedules", "/events"))
+
+
+def test_open_questions_and_the_limit_notice_are_on_the_card(store: Store) -> None:
+    site = make_site(store)
+    rid = made_recap(site, channels=("dev",))
+    recap = asyncio.run(site.rt.recaps.get(site.user("alice"), rid))
+    (ch,) = recap.channels
+    asked = next(p for p in site.ws.posts if p.channel_id == ch.channel_id)
+    ch.open_questions = [Highlight("@bob: who owns the nightly job?", [asked.id])]
+    ch.notice = "The 30 oldest messages (08:00-08:30 UTC) were not read: the limit is 100."
+    store.recaps.save_channel(ch)
+    page = site.client("alice").http.get(f"/recaps/{rid}")
+    assert page.status_code == 200
+    assert "Open questions" in page.text and "who owns the nightly job?" in page.text
+    # Its citation links to the post, like every other item's.
+    assert f'href="http://127.0.0.1:8065/acme/pl/{asked.id}"' in page.text
+    assert "The 30 oldest messages (08:00-08:30 UTC) were not read" in page.text
 
 
 def test_next_run_is_shown_in_the_schedules_zone(store: Store) -> None:

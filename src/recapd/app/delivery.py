@@ -31,7 +31,7 @@ from recapd.delivery.webhook import (
 from recapd.jobs.server import JobServer
 from recapd.model.app_error import AppError
 from recapd.model.job import JobType
-from recapd.model.recap import Recap, RecapStatus
+from recapd.model.recap import Recap, RecapStatus, cited_post_ids
 from recapd.store.delivery_store import UserWebhook
 from recapd.store.store import Store
 
@@ -122,11 +122,7 @@ class DeliveryService:
     # -- announcing a finished recap (the recap_delivery job) ----------------------------------
 
     async def _permalinks(self, recap: Recap) -> dict[str, str]:
-        ids: set[str] = set()
-        for ch in recap.channels:
-            ids.update(p for h in ch.highlights for p in h.post_ids)
-            ids.update(p for a in ch.action_items for p in a.post_ids)
-            ids.update(p for q in ch.open_questions for p in q.post_ids)
+        ids = cited_post_ids(recap)
         posts = await self.chat.get_posts(sorted(ids))
         return {pid: await self.chat.permalink(p) for pid, p in posts.items()}
 

@@ -53,13 +53,9 @@ def is_permission_error(exc: AppError) -> bool:
 
 
 async def _permalinks(runtime: Runtime, recap: Recap) -> dict[str, str]:
-    ids: set[str] = set()
-    for ch in recap.channels:
-        for h in ch.highlights:
-            ids.update(h.post_ids)
-        for a in ch.action_items:
-            ids.update(a.post_ids)
-    posts = await runtime.chat.get_posts(sorted(ids))
+    from recapd.model.recap import cited_post_ids
+
+    posts = await runtime.chat.get_posts(sorted(cited_post_ids(recap)))
     return {pid: await runtime.chat.permalink(p) for pid, p in posts.items()}
 
 

@@ -149,6 +149,17 @@ class RecapChannel:
     notice: str = ""
 
 
+def cited_post_ids(recap: Recap) -> set[str]:
+    """Every post the recap's items cite (highlights, action items, open questions)."""
+    return {
+        post_id
+        for ch in recap.channels
+        for items in (ch.highlights, ch.action_items, ch.open_questions)
+        for item in items
+        for post_id in item.post_ids
+    }
+
+
 def outcome_kind(status: str, skip_reason: str = "") -> str:
     """An occurrence's outcome as the metrics name it: the status, or skipped_<reason>."""
     if status == RecapStatus.SKIPPED:

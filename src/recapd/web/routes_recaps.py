@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from recapd.app.recaps import LimitStatus, ensure_enabled
 from recapd.model.app_error import AppError
-from recapd.model.recap import MAX_RECAPS_REACHED, Recap, RecapStatus
+from recapd.model.recap import MAX_RECAPS_REACHED, Recap, RecapStatus, cited_post_ids
 from recapd.runtime import Runtime
 from recapd.web.choices import agent_choices, agent_label, channel_choices
 from recapd.web.page_route import PageRoute, see_other
@@ -67,8 +67,7 @@ async def recaps_page(
 
 async def post_links(rt: Runtime, recap: Recap) -> dict[str, PostLink]:
     """Links to every post the recap cites, built by the chat source (deleted posts: none)."""
-    cited = {pid for ch in recap.channels for h in ch.highlights for pid in h.post_ids}
-    cited |= {pid for ch in recap.channels for a in ch.action_items for pid in a.post_ids}
+    cited = cited_post_ids(recap)
     if not cited:
         return {}
     posts = await rt.chat.get_posts(sorted(cited))

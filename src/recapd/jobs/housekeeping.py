@@ -77,14 +77,19 @@ class JobCleanup(Scheduler):
             )
 
 
-class WebSessionCleanup(Scheduler):
-    """Deletes expired web sessions (rows no sign-in can use any more), in small batches."""
+class _ExpiredRowsCleanup(Scheduler):
+    """Deletes rows past their expiry, hourly, in small batches, while this node leads."""
 
-    name = "web_session_cleanup"
+    name = ""
+    what = ""
 
     def __init__(self, store: Store, period_s: float = 3600.0) -> None:
         self.store = store
         self.period_s = period_s
+
+    def delete_expired(self, now_ms: int, batch: int) -> int:
+        """Delete up to `batch` expired rows; how many were deleted."""
+        raise NotImplementedError
 
     def enabled(self, settings: Settings) -> bool:
         return True
@@ -96,36 +101,30 @@ class WebSessionCleanup(Scheduler):
         batch = ctx.settings.jobs.cleanup_batch_size
         total = 0
         while ctx.still_leader:
-            n = await asyncio.to_thread(self.store.web_sessions.delete_expired, ctx.now_ms, batch)
+            n = await asyncio.to_thread(self.delete_expired, ctx.now_ms, batch)
             total += n
             if n < batch:
                 break
         if total:
-            log.info("deleted %d expired web sessions", total)
+            log.info("deleted %d expired %s", total, self.what)
 
 
-class PartCacheCleanup(Scheduler):
-    """Deletes expired part-cache entries (summarize/part_cache.py), in small batches."""
+class WebSessionCleanup(_ExpiredRowsCleanup):
+    """Deletes expired web sessions (rows no sign-in can use any more)."""
+
+    name = "web_session_cleanup"
+    what = "web sessions"
+
+    def delete_expired(self, now_ms: int, batch: int) -> int:
+        return self.store.web_sessions.delete_expired(now_ms, batch)
+
+
+class PartCacheCleanup(_ExpiredRowsCleanup):
+    """Deletes expired part-cache entries (summarize/part_cache.py); with the cache off,
+    entries left from before still expire."""
 
     name = "part_cache_cleanup"
+    what = "part cache entries"
 
-    def __init__(self, store: Store, period_s: float = 3600.0) -> None:
-        self.store = store
-        self.period_s = period_s
-
-    def enabled(self, settings: Settings) -> bool:
-        return True  # with the cache off, entries left from before still expire
-
-    def next_schedule_time(self, settings: Settings, now_ms: int) -> int:
-        return now_ms + int(self.period_s * 1000)
-
-    async def schedule_job(self, ctx: SchedulerContext) -> None:
-        batch = ctx.settings.jobs.cleanup_batch_size
-        total = 0
-        while ctx.still_leader:
-            n = await asyncio.to_thread(self.store.part_cache.delete_expired, ctx.now_ms, batch)
-            total += n
-            if n < batch:
-                break
-        if total:
-            log.info("deleted %d expired part cache entries", total)
+    def delete_expired(self, now_ms: int, batch: int) -> int:
+        return self.store.part_cache.delete_expired(now_ms, batch)

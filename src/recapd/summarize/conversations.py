@@ -222,13 +222,12 @@ class _Linker:
         return i, "bot-start"
 
     def _addressed(self, i: int, author: str, target: str, last_own: int | None) -> int:
-        said = [
-            j
-            for j in range(i - 1, -1, -1)
-            if self._author(j) == target
-            and not self.posts[j].root_id
-            and self._age(i, j) <= _CONVERSATION_WINDOW_MS
-        ]
+        said: list[int] = []
+        for j in range(i - 1, -1, -1):
+            if self._age(i, j) > _CONVERSATION_WINDOW_MS:
+                break  # posts are in time order: nothing older is recent enough
+            if self._author(j) == target and not self.posts[j].root_id:
+                said.append(j)
         chosen = self.last_by[target]
         with_author = [
             j for j in said if author in self.mentions[j] or self._parent_author(j) == author

@@ -164,7 +164,10 @@ MEETING = [
     post(12, "stgraber", "[ACTION] GrueMaster and plars to test suspend/resume on babbage"),
     post(13, "stgraber", "ACTION: ALL to review the spec before Thursday"),
     post(14, "stgraber", "#action cjwatson, geser: add haildb to mtaylor's PPU list"),
-    post(15, "stgraber", "#endmeeting"),
+    post(15, "stgraber", "#info the next meeting moves to Tuesday 19:00 UTC"),
+    post(16, "stgraber", "[LINK] https://wiki.ubuntu.com/DeveloperMembershipBoard/Agenda"),
+    post(17, "MootBot", "LINK received:  https://wiki.ubuntu.com/DeveloperMembershipBoard/Agenda"),
+    post(18, "stgraber", "#endmeeting"),
 ]
 
 
@@ -178,6 +181,9 @@ def test_meeting_markup_becomes_topics_decisions_and_actions() -> None:
     agreed = next(h for h in result.highlights if h.text.startswith("Agreed:"))
     # The bot's echo is evidence, cited beside the chair's line.
     assert agreed.post_ids == ["post10", "post11"]
+    assert "Noted: the next meeting moves to Tuesday 19:00 UTC" in texts
+    # The agenda link is cited with the meeting's summary.
+    assert result.highlights[0].post_ids == ["post01", "post04", "post09", "post16"]
     actions = [(a.text, a.owner, a.explicit) for a in result.action_items]
     assert actions == [
         ("Ask the CC for assistance regarding Marco's request", "persia", True),

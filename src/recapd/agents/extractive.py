@@ -659,19 +659,21 @@ class _Channel:
         highlights: list[tuple[int, Highlight]] = []
         actions: list[ActionItem] = []
         topics: list[_Post] = []
+        links: list[_Post] = []
         start: _Post | None = None
 
         def flush() -> None:
-            nonlocal topics, start
+            nonlocal topics, links, start
             if topics:
                 names = "; ".join(_shorten(t.markup_text, 80) for t in topics if t.markup_text)
                 lead = f"Meeting chaired by @{start.author}" if start else "Meeting"
-                cited = ([start] if start else []) + topics
+                # The agenda's links are evidence too, after the topics.
+                cited = ([start] if start else []) + topics + links
                 summary = Highlight(
                     f"{lead}, topics: {names}", [p.post.id for p in cited[:MAX_CITATIONS]]
                 )
                 highlights.append((cited[0].index, summary))
-            topics, start = [], None
+            topics, links, start = [], [], None
 
         for p in self.posts:
             if p.post.context_only or not p.markup:
@@ -691,6 +693,11 @@ class _Channel:
             elif p.markup == "agreed" and p.markup_text:
                 decision = Highlight(f"Agreed: {_shorten(p.markup_text, 300)}", self._echo(p))
                 highlights.append((p.index, decision))
+            elif p.markup == "info" and p.markup_text:
+                note = Highlight(f"Noted: {_shorten(p.markup_text, 300)}", self._echo(p))
+                highlights.append((p.index, note))
+            elif p.markup == "link" and p.markup_text:
+                links.append(p)
             elif p.markup == "action" and p.markup_text:
                 owner, task = self._meeting_owners(p.markup_text)
                 if task:
@@ -941,7 +948,9 @@ _MAX_LIST: Final = MAX_EXPLICIT_ITEMS + MAX_HIGHLIGHTS + MAX_ACTION_ITEMS
 
 _DUPLICATE_COSINE: Final = 0.5
 # Highlights made from meeting markup: kept whole, before the conversations.
-_EXPLICIT_HIGHLIGHT_RE: Final = re.compile(r"^(?:Agreed: |Meeting(?: chaired by @\S+)?, topics: )")
+_EXPLICIT_HIGHLIGHT_RE: Final = re.compile(
+    r"^(?:Agreed: |Noted: |Meeting(?: chaired by @\S+)?, topics: )"
+)
 
 
 _MEETING_GOES_ON = "Meeting, topics: "
@@ -1126,7 +1135,7 @@ def merge_results(
 
 
 # The version of summarize's ranking, part of every cached part's key.
-EXTRACTIVE_VERSION: Final = "2"
+EXTRACTIVE_VERSION: Final = "3"
 
 
 class ExtractiveAgent:

@@ -413,3 +413,60 @@ def test_a_meeting_cut_by_a_part_boundary_is_one_meeting() -> None:
             ["m1", "m2", "m3"],
         )
     ]
+
+
+# Found by review: each failed before its fix.
+
+
+def test_the_same_task_for_two_owners_is_two_tasks() -> None:
+    posts = [
+        post(1, "chair", "#startmeeting"),
+        post(2, "chair", "#action alice to review the release notes"),
+        post(3, "chair", "#action bob to review the release notes"),
+    ]
+    owners = [a.owner for a in recap(posts).action_items]
+    assert owners == ["alice", "bob"]
+    tls = [
+        AgentResult(
+            action_items=[ActionItem("Update the staging TLS certificates", "alice", ["p1"])]
+        ),
+        AgentResult(
+            action_items=[ActionItem("Update the production TLS certificates", "bob", ["p2"])]
+        ),
+    ]
+    merged = merge_results(MergeRequest("c", "n", tls, "rid", "reader"))
+    assert sorted(a.owner for a in merged.action_items) == ["alice", "bob"]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "#action Continue to monitor the mirror sync times",
+        "[ACTION] Need to update the release notes",
+        "#action Try to reproduce the crash on arm64",
+        "ACTION: review to be finished by friday",
+    ],
+)
+def test_a_verb_before_to_is_no_owner(line: str) -> None:
+    posts = [post(1, "chair", "#startmeeting"), post(2, "chair", line)]
+    (action,) = recap(posts).action_items
+    assert action.owner == "" and action.explicit
+
+
+def test_an_unanswered_question_after_a_greeting_is_open() -> None:
+    posts = [
+        post(0, "bob", "the deploy pipeline finished for release two today"),
+        post(20, "alice", "hi all"),
+        post(21, "alice", "nightly arm64 build failing again?"),
+    ]
+    assert [q.text for q in recap(posts).open_questions] == [
+        "@alice: nightly arm64 build failing again?"
+    ]
+
+
+def test_the_reader_is_matched_whole() -> None:
+    mention = Highlight("@erin: @alice the invoice export is broken since the upgrade", ["p9"])
+    partial = AgentResult(highlights=[Highlight("@bob: deploy done", ["p1"])], mentions=[mention])
+    for reader, shown in (("al", False), ("alice", True)):
+        merged = merge_results(MergeRequest("c", "n", [partial], "rid", reader))
+        assert (mention.text in [h.text for h in merged.highlights]) is shown

@@ -185,3 +185,10 @@ def test_schema_is_strict() -> None:
         assert item["additionalProperties"] is False
         # Strict mode needs every property listed as required.
         assert set(item["required"]) == set(item["properties"])
+
+
+def test_owner_lists_keep_whole_names() -> None:
+    assert normalize_owner("@alice @bob") == "alice, bob"
+    many = ", ".join(f"member.number.{i:02d}" for i in range(30))
+    owner = normalize_owner(many)
+    assert all(name.startswith("member.number.") and len(name) == 16 for name in owner.split(", "))

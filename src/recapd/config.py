@@ -176,7 +176,7 @@ class AIRecapSettings(BaseModel):
     bot_usernames: tuple[str, ...] = Field(
         DEFAULT_BOT_NAMES,
         description="Usernames whose posts are a bot's (never a highlight or an owner), "
-        "besides accounts flagged as bots and any name ending in 'bot'.",
+        "besides accounts flagged as bots and names ending in '-bot', '_bot' or '[bot]'.",
     )
 
     misfire_grace_seconds: int = Field(

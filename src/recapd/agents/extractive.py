@@ -225,6 +225,65 @@ _OWNERS_RE: Final = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _EVERYONE: Final = frozenset({"all", "everyone", "everybody", "team", "all-of-us"})
+# Words that open a task, never an owner's name ("Continue to monitor ...", "Need to ...").
+_TASK_VERBS: Final = frozenset(
+    {
+        "add",
+        "ask",
+        "check",
+        "close",
+        "confirm",
+        "consider",
+        "contact",
+        "continue",
+        "create",
+        "decide",
+        "discuss",
+        "document",
+        "draft",
+        "email",
+        "ensure",
+        "file",
+        "finish",
+        "fix",
+        "follow",
+        "get",
+        "help",
+        "investigate",
+        "keep",
+        "look",
+        "make",
+        "merge",
+        "move",
+        "need",
+        "open",
+        "organize",
+        "plan",
+        "prepare",
+        "publish",
+        "reach",
+        "release",
+        "remember",
+        "remind",
+        "report",
+        "request",
+        "review",
+        "run",
+        "schedule",
+        "send",
+        "set",
+        "start",
+        "talk",
+        "test",
+        "try",
+        "update",
+        "upload",
+        "verify",
+        "want",
+        "work",
+        "write",
+    }
+)
 _ASK_YOU_RE: Final = re.compile(
     r"\b(?:can|could|would|will)\s+you\s+(?:please\s+|pls\s+|kindly\s+)?(?P<rest>.+)",
     re.IGNORECASE,
@@ -635,7 +694,9 @@ class _Channel:
         return [p.post.id]
 
     def _meeting_owners(self, text: str) -> tuple[str, str]:
-        """(owners, task) of an action line: "X and Y to do Z" -> ("X, Y", "Do z")."""
+        """(owners, task) of an action line: "X and Y to do Z" -> ("X, Y", "Do z"). A name is
+        an owner when it spoke here, is written "@name", is ALL/everyone, or stands before
+        "name: ..."/"name to ..." and is no verb ("Continue to monitor ..." has no owner)."""
         m = _OWNERS_RE.match(text)
         if m is None:
             return "", _task_text(text)
@@ -645,11 +706,20 @@ class _Channel:
         task = re.sub(r"^to\s+", "", m["task"].strip(), flags=re.IGNORECASE)
         if any(n.lower() in _EVERYONE for n in names):
             return "everyone", _task_text(task)
-        known = all(n.lower() in self.authors or m["owners"].startswith("@") for n in names)
-        plausible = explicit_form and all(
-            n.lower() not in _STOPWORDS and not n.isdigit() for n in names
-        )
-        if names and (known or plausible):
+
+        def is_owner(name: str) -> bool:
+            if name.lower() in self.authors or m["owners"].startswith("@"):
+                return True
+            word = name.lower()
+            return (
+                explicit_form
+                and word not in _STOPWORDS
+                and word not in _TASK_VERBS
+                and not word.isdigit()
+                and not word.endswith(("ing", "ed"))
+            )
+
+        if names and all(is_owner(n) for n in names):
             owners = [n for n in names if self._owner_ok(n)]
             return ", ".join(dict.fromkeys(owners)), _task_text(task)
         return "", _task_text(text)
@@ -860,11 +930,16 @@ class _Channel:
         ]
 
     def open_questions(self, limit: int) -> list[Highlight]:
-        """Questions that opened a conversation nobody else answered, newest first."""
+        """Questions that opened a conversation nobody else answered, newest first (a
+        greeting before the question, or a thread root shown for context, does not count)."""
         found: list[Highlight] = []
         for conv in reversed(self.conversations):
-            people = [p for p in conv.posts if p.human and not p.markup]
-            if not people or people[0].post.context_only:
+            people = [
+                p
+                for p in conv.posts
+                if p.human and not p.markup and not p.post.context_only and not _is_small_talk(p)
+            ]
+            if not people:
                 continue
             head = people[0]
             if not _is_question(head.text) or head.length < 3:
@@ -982,12 +1057,23 @@ class _Item:
     for_reader: bool
 
 
+def _owners_agree(a: Highlight | ActionItem, b: Highlight | ActionItem) -> bool:
+    """Two items may be one only if they do not name different owners (alice's task and
+    bob's alike-worded one are two tasks)."""
+    if not isinstance(a, ActionItem) or not isinstance(b, ActionItem):
+        return True
+    return not a.owner or not b.owner or a.owner.casefold() == b.owner.casefold()
+
+
 def _concerns(item: Highlight | ActionItem, reader: str) -> bool:
     if not reader:
         return False
     if isinstance(item, ActionItem) and reader in {o.lower() for o in item.owners}:
         return True
-    return f"@{reader}" in item.text.lower() and not item.text.lower().startswith(f"@{reader}:")
+    text = item.text.lower()
+    # "@al" is not "@alice" nor "@al.smith"; "thanks @al." is @al.
+    mentioned = re.search(rf"@{re.escape(reader)}(?![\w\-]|\.\w)", text) is not None
+    return mentioned and not text.startswith(f"@{reader}:")
 
 
 def _merge_list(
@@ -1026,7 +1112,15 @@ def _merge_list(
         scored.append(_Item(item, vec, score, (part, index), for_reader))
     kept: list[_Item] = []
     for candidate in sorted(scored, key=lambda c: (-c.score, c.position)):
-        twin = next((k for k in kept if _cosine(k.vec, candidate.vec) >= _DUPLICATE_COSINE), None)
+        twin = next(
+            (
+                k
+                for k in kept
+                if _cosine(k.vec, candidate.vec) >= _DUPLICATE_COSINE
+                and _owners_agree(k.item, candidate.item)
+            ),
+            None,
+        )
         if twin is None:
             kept.append(replace(candidate, item=_copy(candidate.item)))
             continue

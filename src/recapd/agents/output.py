@@ -31,7 +31,9 @@ __all__ = [
 ]
 
 MAX_TEXT_CHARS: Final = 400
-MAX_OWNER_CHARS: Final = 64
+# Several owners joined by ", " fit; one name is at most 64 characters.
+MAX_OWNER_CHARS: Final = 255
+_MAX_NAME_CHARS: Final = 64
 # Per list. Prompts ask for fewer; this only bounds a runaway answer.
 MAX_ITEMS: Final = 12
 
@@ -155,12 +157,24 @@ def normalize_owner(owner: str) -> str:
         return ""
     names: list[str] = []
     for piece in _OWNER_SPLIT_RE.split(value):
-        name = piece.strip().strip(",.;:")
-        name = name.split(" ", 1)[0] if name.startswith("@") else name
-        name = name.lstrip("@")
-        if name and name.lower() not in _NO_OWNER and name not in names:
-            names.append(name)
-    return ", ".join(names)[:MAX_OWNER_CHARS]
+        piece = piece.strip().strip(",.;:")
+        words = piece.split()
+        if len(words) > 1 and all(w.startswith("@") for w in words):
+            candidates = words  # "@alice @bob": two owners
+        else:
+            candidates = [words[0] if piece.startswith("@") and words else piece]
+        for candidate in candidates:
+            name = candidate.strip(",.;:").lstrip("@")[:_MAX_NAME_CHARS]
+            if name and name.lower() not in _NO_OWNER and name not in names:
+                names.append(name)
+    # Whole names only: a list too long for the limit loses its last names, not half of one.
+    out = ""
+    for name in names:
+        joined = f"{out}, {name}" if out else name
+        if len(joined) > MAX_OWNER_CHARS:
+            break
+        out = joined
+    return out
 
 
 def _citations(post_ids: Iterable[str], allowed: Collection[str]) -> tuple[list[str], int]:
@@ -200,7 +214,9 @@ def clean_items(
             out.dropped_citations += dropped
             if not text:
                 continue
-            key = f"{kind}:{text.casefold()}"
+            owner = normalize_owner(item.owner) if isinstance(item, ActionItem) else ""
+            # The same words for two owners are two tasks.
+            key = f"{kind}:{owner.casefold()}:{text.casefold()}"
             if key in seen:
                 # The same sentence twice: one item, citing both sets of posts.
                 previous = seen[key]
@@ -208,7 +224,6 @@ def clean_items(
                 continue
             clean: Highlight | ActionItem
             if isinstance(item, ActionItem):
-                owner = normalize_owner(item.owner)
                 clean = ActionItem(text, owner, post_ids, explicit=item.explicit)
             else:
                 clean = Highlight(text=text, post_ids=post_ids)

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
-# Log bots: meeting bots, bug and review feeds, evaluators. A name ending in "bot" is a bot too.
+# Log bots: meeting bots, bug and review feeds, evaluators. Names ending in "-bot", "_bot" or
+# "[bot]" are bots too; "talbot" is not.
 DEFAULT_BOT_NAMES: Final[tuple[str, ...]] = (
     "meetbot",
     "mootbot",
@@ -17,12 +18,22 @@ DEFAULT_BOT_NAMES: Final[tuple[str, ...]] = (
     "gerrit-wm",
     "wm-bot",
     "stashbot",
+    "rustbot",
+    "mwbot",
+    "wmdsbot",
+    "ubugtu",
+    "meetingology",
+    "lpbot",
+    "chanserv",
+    "nickserv",
+    "slackbot",
     "eval",
     "cia",
     "github",
     "travis-ci",
     "jenkins",
     "dependabot",
+    "renovate",
     "recap-bot",
 )
 

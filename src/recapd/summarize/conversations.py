@@ -54,6 +54,8 @@ _QUICK_MS: Final = 2 * _MINUTE_MS
 # A question at least this long opens a topic of its own; a shorter one follows up.
 _TOPIC_QUESTION_WORDS: Final = 6
 _BOT_TRIGGER_POSTS: Final = 3
+# How many posts back any rule looks, whatever the times: keeps a dense window linear.
+_LOOKBACK_POSTS: Final = 200
 # A newcomer's first line this long opens a topic of its own; a shorter one follows up.
 _NEWCOMER_WORDS: Final = 12
 _BOT_FEED_POSTS: Final = 300
@@ -73,7 +75,8 @@ _BOT_TRIGGER_RE: Final = re.compile(
 )
 _FEED_KEY_RE: Final = re.compile(r"https?://\S+|\b\d{4,}\b")
 # A post that is only a command ("!ping", "/me waves") says nothing to a reader.
-_COMMAND_RE: Final = re.compile(r"^\s*[!/]\w+\s*\S{0,40}\s*$")
+# "!ping", "/me waves", "!seen bob" (a path like "/var/log/x.log" is an answer, not a command).
+_COMMAND_RE: Final = re.compile(r"^\s*(?:!\w+|/\w+(?=\s|$))(?:\s+\S{0,40})?\s*$")
 _JOIN_PART_RE: Final = re.compile(
     r"^\s*(?:\S+\s+)?(?:has\s+)?(?:joined|left|quit|parted)\b(?:\s+(?:the\s+)?(?:channel|#\S+))?",
     re.IGNORECASE,
@@ -86,12 +89,15 @@ def _norm(name: str) -> str:
 
 
 def is_bot_name(name: str, bot_names: Collection[str] = DEFAULT_BOT_NAMES) -> bool:
-    """Whether a username is a bot's by the configured names (any name ending in "bot")."""
+    """Whether a username is a bot's: one of the configured names (also with a number, like
+    "cia-6"), or one ending in "-bot", "_bot" or "[bot]"."""
     n = _norm(name)
     if not n:
         return False
     names = {_norm(b) for b in bot_names}
-    return n in names or n.endswith("bot") or re.sub(r"[-_]?\d+$", "", n) in names
+    return (
+        n in names or n.endswith(("-bot", "_bot", "[bot]")) or re.sub(r"[-_]?\d+$", "", n) in names
+    )
 
 
 def _is_noise(message: str) -> bool:
@@ -130,6 +136,8 @@ class _Linker:
         self.mentions: list[frozenset[str]] = []
         self.last_by: dict[str, int] = {}
         self.ids = {p.id: i for i, p in enumerate(self.posts)}
+        # Posts that explicitly start a thread in this window.
+        self.thread_roots = {p.root_id for p in self.posts if p.root_id}
 
     def run(self) -> list[Link]:
         links: list[Link] = []
@@ -189,6 +197,9 @@ class _Linker:
             return self._bot(i, post)
         mentions = self._mentions(post, author)
         self.mentions.append(mentions)
+        if post.id in self.thread_roots or post.reply_count > 0:
+            # An explicit thread is kept as it is: its root starts the conversation.
+            return i, "thread-root"
         last_own = self.last_by.get(author)
         if _ABSENT_RE.match(post.message) and not mentions:
             # "@name ..." to someone who has not spoken here: a new conversation with them.
@@ -223,7 +234,7 @@ class _Linker:
 
     def _addressed(self, i: int, author: str, target: str, last_own: int | None) -> int:
         said: list[int] = []
-        for j in range(i - 1, -1, -1):
+        for j in range(i - 1, max(-1, i - 1 - _LOOKBACK_POSTS), -1):
             if self._age(i, j) > _CONVERSATION_WINDOW_MS:
                 break  # posts are in time order: nothing older is recent enough
             if self._author(j) == target and not self.posts[j].root_id:
@@ -253,6 +264,7 @@ class _Linker:
 
     def _answer_to_author(self, i: int, author: str, last_own: int | None) -> int | None:
         floor = last_own if last_own is not None else max(-1, i - 40)
+        floor = max(floor, i - 1 - _LOOKBACK_POSTS)
         for j in range(i - 1, floor, -1):
             if self._age(i, j) > _REPLY_WINDOW_MS:
                 return None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -81,3 +84,26 @@ def test_upgrade_if_needed_runs_the_migrations_only_when_behind(
     finally:
         migrated.dispose()
         fresh.dispose()
+
+
+def test_processes_starting_at_once_on_one_sqlite_file_all_migrate(tmp_path: Path) -> None:
+    """`recapd serve` and `recapd worker` started together on a fresh file: each migrates
+    or finds the work done, none fails on a table the other just made."""
+    # Each process imports first, then waits for the same instant, so they really race.
+    code = (
+        "import sys, time; import alembic.command; from recapd.store.database import Database; "
+        "from recapd.store.migrate import upgrade; "
+        "time.sleep(max(0.0, float(sys.argv[2]) - time.time())); upgrade(Database(sys.argv[1]))"
+    )
+    for attempt in range(2):
+        url = f"sqlite:///{tmp_path / f'race{attempt}.db'}"
+        start_at = str(time.time() + 3)
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", code, url, start_at], stderr=subprocess.PIPE, text=True
+            )
+            for _ in range(3)
+        ]
+        for proc in procs:
+            _, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err

@@ -8,6 +8,9 @@ read without Alembic.
 from __future__ import annotations
 
 import ast
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +37,28 @@ def alembic_config(db: Database) -> Config:
 
 def upgrade(db: Database, revision: str = "head") -> None:
     """Bring the schema up to `revision` (default: the newest)."""
+    with _sqlite_file_lock(db):
+        _upgrade(db, revision)
+
+
+@contextmanager
+def _sqlite_file_lock(db: Database) -> Iterator[None]:
+    """Two processes starting at once on one SQLite file take turns through the migrations
+    (the second then finds nothing to do): an exclusive lock on a file beside the database.
+    PostgreSQL takes an advisory lock instead (in `_upgrade`)."""
+    database = sa.make_url(db.url).database if db.is_sqlite else None
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate-lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _upgrade(db: Database, revision: str) -> None:
     from alembic import command
 
     cfg = alembic_config(db)

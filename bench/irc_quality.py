@@ -42,6 +42,7 @@ from recapd.summarize.conversations import annotate, is_bot_name
 from recapd.summarize.link_eval import (
     addressed_baseline,
     load_annotated,
+    log_posts,
     previous_baseline,
     recapd_links,
     score_links,
@@ -60,15 +61,6 @@ _WORD_RE = re.compile(r"[a-z0-9']{3,}")
 
 # (log file name, its posts) -> the recap
 Recapper = Callable[[str, list[AgentPost]], AgentResult]
-
-
-def log_posts(lines: Sequence[LogLine]) -> list[AgentPost]:
-    """A log's chat lines as posts (system lines dropped, as the pipeline drops them)."""
-    return [
-        AgentPost(id=str(line.index), author=line.nick, create_at=line.create_at, message=line.text)
-        for line in lines
-        if not line.type.startswith("system_")
-    ]
 
 
 async def _recap(agent: ExtractiveAgent, posts: list[AgentPost], reader: str) -> AgentResult:

@@ -27,6 +27,7 @@ __all__ = [
     "LinkScore",
     "addressed_baseline",
     "load_annotated",
+    "log_posts",
     "previous_baseline",
     "recapd_links",
     "score_links",
@@ -86,15 +87,20 @@ def addressed_baseline(lines: Sequence[LogLine]) -> Parents:
     return out
 
 
-def recapd_links(lines: Sequence[LogLine]) -> Parents:
-    """recapd's conversation step on a log, as the pipeline runs it (system lines dropped)."""
-    posts = [
+def log_posts(lines: Sequence[LogLine]) -> list[AgentPost]:
+    """A log's chat lines as posts, ids their line numbers (system lines dropped, as the
+    pipeline drops them)."""
+    return [
         AgentPost(id=str(line.index), author=line.nick, create_at=line.create_at, message=line.text)
         for line in lines
         if not _is_system(line)
     ]
+
+
+def recapd_links(lines: Sequence[LogLine]) -> Parents:
+    """recapd's conversation step on a log, as the pipeline runs it (system lines dropped)."""
     out: Parents = {line.index: line.index for line in lines}
-    for post in annotate(posts, DEFAULT_BOT_NAMES):
+    for post in annotate(log_posts(lines), DEFAULT_BOT_NAMES):
         out[int(post.id)] = int(post.reply_to or post.id)
     return out
 

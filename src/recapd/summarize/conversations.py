@@ -15,8 +15,13 @@ belongs to (`conversation_id`, the id of the conversation's first post). Explici
 3. An unaddressed post answers whoever last turned to its author (mentioned them, or
    answered them) since the author last spoke, or that person's following lines.
 4. Otherwise a recent post by the same author continues it.
-5. A greeting, a long question, a first post or anything after a silence starts a new
-   conversation; a short question just after someone spoke answers that post.
+5. A greeting, a long question, a long line or anything after a silence starts a new
+   conversation; a short question just after someone spoke answers that post, and a short
+   greeting just after another's greeting returns it.
+
+A line repeated word for word by others (a flood, a pasted announcement, an echoed error)
+joins the first copy, and a person's line reads as following the last person's line: bots'
+lines in between (feeds, echoes) are skipped.
 
 Measured on hand-annotated IRC logs by `bench/quality.py` (link accuracy and cluster F1,
 with two baselines). Bots and noise (pure commands, join/part lines) are marked here too, so
@@ -56,8 +61,11 @@ _TOPIC_QUESTION_WORDS: Final = 6
 _BOT_TRIGGER_POSTS: Final = 3
 # How many posts back any rule looks, whatever the times: keeps a dense window linear.
 _LOOKBACK_POSTS: Final = 200
-# A newcomer's first line this long opens a topic of its own; a shorter one follows up.
-_NEWCOMER_WORDS: Final = 12
+# A line this long (a newcomer's first, or anyone's after a silence of their own) opens a
+# topic of its own; a shorter one follows up.
+_TOPIC_LINE_WORDS: Final = 12
+# A line repeated word for word is a copy of the first only when it says something.
+_REPEAT_CHARS: Final = 20
 _BOT_FEED_POSTS: Final = 300
 
 _ADDRESS_RE: Final = re.compile(r"^\s*@?([^\s:,]+)\s*[:,]")
@@ -179,10 +187,25 @@ class _Linker:
         return ""
 
     def _previous(self, i: int) -> int:
+        """The last person's line before post i (thread replies and bots' lines skipped)."""
         j = i - 1
-        while j >= 0 and self.posts[j].root_id:
+        while j >= 0 and (self.posts[j].root_id or self.posts[j].is_bot):
             j -= 1
         return j
+
+    def _first_copy(self, i: int, post: AgentPost) -> int | None:
+        """The first recent post with the same words as post i, if it says anything."""
+        text = " ".join(post.message.lower().split())
+        if len(text) < _REPEAT_CHARS:
+            return None
+        first = None
+        for j in range(i - 1, max(-1, i - 1 - _LOOKBACK_POSTS), -1):
+            if self._age(i, j) > _CONVERSATION_WINDOW_MS:
+                break
+            other = self.posts[j]
+            if not other.root_id and " ".join(other.message.lower().split()) == text:
+                first = j
+        return first
 
     # -- rules -----------------------------------------------------------------------------
 
@@ -200,6 +223,9 @@ class _Linker:
         if post.id in self.thread_roots or post.reply_count > 0:
             # An explicit thread is kept as it is: its root starts the conversation.
             return i, "thread-root"
+        copy = self._first_copy(i, post)
+        if copy is not None:
+            return copy, "repeat"
         last_own = self.last_by.get(author)
         if _ABSENT_RE.match(post.message) and not mentions:
             # "@name ..." to someone who has not spoken here: a new conversation with them.
@@ -300,9 +326,18 @@ class _Linker:
         words = len(post.message.split())
         # A newcomer's short reaction right after someone spoke ("nice, thanks") follows it;
         # anything longer from a newcomer opens a topic.
-        newcomer_opens = last_own is None and (words >= _NEWCOMER_WORDS or not quick)
+        newcomer_opens = last_own is None and (words >= _TOPIC_LINE_WORDS or not quick)
+        greeting = _GREETING_RE.match(post.message) is not None
         if (
-            _GREETING_RE.match(post.message)
+            greeting
+            and quick
+            and words <= 3
+            and self._author(previous) != _norm(post.author)
+            and _GREETING_RE.match(self.posts[previous].message)
+        ):
+            return previous, "greeting-back"
+        if (
+            greeting
             or newcomer_opens
             or (question and (words >= _TOPIC_QUESTION_WORDS or not quick))
         ):
@@ -311,7 +346,9 @@ class _Linker:
             return previous, "follow-up"
         if last_own is not None and self._age(i, last_own) < _SAME_AUTHOR_MS:
             return last_own, "continuation"
-        return (previous, "previous") if previous >= 0 else (i, "start")
+        if previous < 0 or words >= _TOPIC_LINE_WORDS:
+            return i, "start"  # back after a silence with something to say: a new topic
+        return previous, "previous"
 
 
 def link_posts(posts: Sequence[AgentPost]) -> list[Link]:

@@ -470,3 +470,38 @@ def test_the_reader_is_matched_whole() -> None:
     for reader, shown in (("al", False), ("alice", True)):
         merged = merge_results(MergeRequest("c", "n", [partial], "rid", reader))
         assert (mention.text in [h.text for h in merged.highlights]) is shown
+
+
+def test_backchannels_and_transcript_markers_say_nothing() -> None:
+    # A meeting transcript's shape: markers in braces, "mm-hmm" from the listeners.
+    posts = [
+        post(1, "PhD_A", "So {disfmarker} uh , what window length did you use for the filter ?"),
+        post(2, "PhD_B", "Mm - hmm . {vocalsound}"),
+        post(3, "PhD_D", "Hmm ."),
+        post(4, "PhD_C", "We used a twenty millisecond window with a ten millisecond shift ."),
+        post(5, "PhD_A", "OK , and the mean update time constant stayed the same ?"),
+    ]
+    result = summarize(posts)
+    text = " ".join(h.text for h in result.highlights)
+    assert "twenty millisecond window" in text  # the answer, not the backchannel after it
+    assert "Mm - hmm" not in text and "@PhD_D" not in text
+
+
+def test_a_highlight_quotes_one_sentence_a_line() -> None:
+    posts = [
+        post(
+            1,
+            "dana",
+            "Why does the nightly export to the warehouse take four hours now? "
+            "It used to take forty minutes.",
+        ),
+        post(
+            2,
+            "eli",
+            "dana: Sure. The export now runs without the index on orders, so every batch "
+            "scans the whole table. I'll add it back tonight.",
+        ),
+    ]
+    text = summarize(posts).highlights[0].text
+    assert "The export now runs without the index on orders" in text
+    assert "Sure." not in text and "forty minutes" not in text

@@ -77,10 +77,15 @@ _STOPWORD_TEXT: Final = """
     you'll you're you've your yours yourself yourselves hi hello hey thanks thank please sure
     lol one two go going know think want see say said right good great much many way thing
     things something anything dont im ive youre thats"""
-_STOPWORDS: Final = frozenset(_STOPWORD_TEXT.split())
+# Sounds people make while thinking or listening: in transcripts they are most of the words.
+_FILLER_TEXT: Final = "uh uhh um umm uhm erm ah eh hm hmm hmmm mm mmm mhm huh"
+_FILLERS: Final = frozenset(_FILLER_TEXT.split())
+_STOPWORDS: Final = frozenset(_STOPWORD_TEXT.split()) | _FILLERS
 
 _WORD_RE: Final = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)?")
 _URL_RE: Final = re.compile(r"https?://\S+|www\.\S+")
+# A transcript's markers ("{disfmarker}", "{vocalsound}") are no words of the speaker.
+_TRANSCRIPT_MARK_RE: Final = re.compile(r"\{\w+\}")
 _CODE_BLOCK_RE: Final = re.compile(r"```.*?```", re.DOTALL)
 _MARKUP_RE: Final = re.compile(r"(\*\*|__|~~|`)")
 _SPACE_RE: Final = re.compile(r"[ \t]+")
@@ -105,7 +110,8 @@ def _stem(word: str) -> str:
 
 
 def _tokens(text: str) -> list[str]:
-    words = _WORD_RE.findall(_URL_RE.sub(" ", text).lower())
+    text = _TRANSCRIPT_MARK_RE.sub(" ", _URL_RE.sub(" ", text))
+    words = _WORD_RE.findall(text.lower())
     return [
         _stem(w)
         for w in words
@@ -367,7 +373,13 @@ def _is_question(text: str) -> bool:
 
 
 def _is_small_talk(p: _Post) -> bool:
-    return p.length < 2 or bool(_GREETING_RE.match(p.text))
+    """A greeting, a backchannel ("mm-hmm", "ok cool"): a line that carries no topic."""
+    return p.length < 3 or bool(_GREETING_RE.match(p.text))
+
+
+def _only_fillers(text: str) -> bool:
+    words = _WORD_RE.findall(_TRANSCRIPT_MARK_RE.sub(" ", text).lower())
+    return all(w in _FILLERS for w in words)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -576,12 +588,16 @@ class _Channel:
 
     def _answer(self, conv: _Conversation, head: _Post) -> _Post | None:
         """Someone else's answer to the head: a substantive direct reply, else a substantive
-        line addressed to the asker, else the next substantive line of another person."""
+        line addressed to the asker, else the next line of another person ("mm-hmm" is none)."""
         asker = head.author.lower()
         later = [
             p
             for p in conv.posts
-            if p.index > head.index and p.human and not p.markup and p.author.lower() != asker
+            if p.index > head.index
+            and p.human
+            and not p.markup
+            and p.author.lower() != asker
+            and not _only_fillers(p.text)
         ]
         if not later:
             return None
@@ -634,8 +650,8 @@ class _Channel:
     # -- texts ---------------------------------------------------------------------------
 
     def _gist(self, p: _Post, limit: int = _GIST_CHARS) -> str:
-        """The best sentence of a post, or the whole post when it is short."""
-        if len(p.text) <= limit or len(p.sentences) <= 1:
+        """The best sentence of a post (a highlight quotes lines, not speeches)."""
+        if len(p.sentences) <= 1:
             return _shorten(p.text, limit)
 
         def value(s: _Sentence) -> float:
@@ -1229,7 +1245,7 @@ def merge_results(
 
 
 # The version of summarize's ranking, part of every cached part's key.
-EXTRACTIVE_VERSION: Final = "3"
+EXTRACTIVE_VERSION: Final = "4"
 
 
 class ExtractiveAgent:

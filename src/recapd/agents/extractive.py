@@ -42,6 +42,7 @@ from recapd.agents.base import (
 )
 from recapd.agents.output import clean_items, result_json
 from recapd.agents.prompt import format_post_line
+from recapd.agents.words import STOPWORDS, only_fillers, tokens
 from recapd.config import AgentSettings
 from recapd.model.recap import ActionItem, Highlight
 
@@ -62,30 +63,6 @@ _GIST_CHARS: Final = 240
 # Text
 # ---------------------------------------------------------------------------------------------
 
-_STOPWORD_TEXT: Final = """
-    a about above after again against all also am an and any are aren't as at be because been
-    before being below between both but by can can't cannot could couldn't did didn't do
-    does doesn't doing don't down during each few for from further get got had hadn't has
-    hasn't have haven't having he he'd he'll he's her here here's hers herself him himself his
-    how how's i i'd i'll i'm i've if in into is isn't it it's its itself just let's like me
-    more most mustn't my myself no nor not now of off oh ok okay on once only or other ought
-    our ours ourselves out over own really same shan't she she'd she'll she's should shouldn't
-    so some such than that that's the their theirs them themselves then there there's these
-    they they'd they'll they're they've this those through to too under until up us very was
-    wasn't we we'd we'll we're we've well were weren't what what's when when's where where's
-    which while who who's whom why why's will with won't would wouldn't yeah yes yep you you'd
-    you'll you're you've your yours yourself yourselves hi hello hey thanks thank please sure
-    lol one two go going know think want see say said right good great much many way thing
-    things something anything dont im ive youre thats"""
-# Sounds people make while thinking or listening: in transcripts they are most of the words.
-_FILLER_TEXT: Final = "uh uhh um umm uhm erm ah eh hm hmm hmmm mm mmm mhm huh"
-_FILLERS: Final = frozenset(_FILLER_TEXT.split())
-_STOPWORDS: Final = frozenset(_STOPWORD_TEXT.split()) | _FILLERS
-
-_WORD_RE: Final = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)?")
-_URL_RE: Final = re.compile(r"https?://\S+|www\.\S+")
-# A transcript's markers ("{disfmarker}", "{vocalsound}") are no words of the speaker.
-_TRANSCRIPT_MARK_RE: Final = re.compile(r"\{\w+\}")
 _CODE_BLOCK_RE: Final = re.compile(r"```.*?```", re.DOTALL)
 _MARKUP_RE: Final = re.compile(r"(\*\*|__|~~|`)")
 _SPACE_RE: Final = re.compile(r"[ \t]+")
@@ -96,27 +73,6 @@ _ABBREVIATIONS: Final = frozenset(
 _MENTION_RE: Final = re.compile(r"(?<![\w@])@([A-Za-z0-9][\w.\-]*[\w])")
 # IRC style: "bob: can you ..." addresses bob.
 _ADDRESS_RE: Final = re.compile(r"^\s*@?([A-Za-z0-9][\w.\-|]*)\s*[:,]\s")
-
-
-def _stem(word: str) -> str:
-    """A light suffix stripper: enough to match "deploy", "deploys", "deployed", "deploying"."""
-    word = word.replace("\u2019", "'")
-    if word.endswith("'s"):
-        word = word[:-2]
-    for suffix in ("ing", "ed", "es", "s"):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not word.endswith("ss"):
-            return word[: -len(suffix)]
-    return word
-
-
-def _tokens(text: str) -> list[str]:
-    text = _TRANSCRIPT_MARK_RE.sub(" ", _URL_RE.sub(" ", text))
-    words = _WORD_RE.findall(text.lower())
-    return [
-        _stem(w)
-        for w in words
-        if w.replace("\u2019", "'") not in _STOPWORDS and (len(w) > 1 or w.isdigit())
-    ]
 
 
 def _clean(text: str) -> str:
@@ -377,11 +333,6 @@ def _is_small_talk(p: _Post) -> bool:
     return p.length < 3 or bool(_GREETING_RE.match(p.text))
 
 
-def _only_fillers(text: str) -> bool:
-    words = _WORD_RE.findall(_TRANSCRIPT_MARK_RE.sub(" ", text).lower())
-    return all(w in _FILLERS for w in words)
-
-
 # ---------------------------------------------------------------------------------------------
 # Posts and conversations
 # ---------------------------------------------------------------------------------------------
@@ -477,23 +428,23 @@ class _Channel:
         self.authors = {p.author.lower() for p in ordered}
         self.bots = {p.author.lower() for p in ordered if p.is_bot}
         texts = [_clean(p.message) for p in ordered]
-        tokens = [_tokens(self._unaddressed(t)) for t in texts]
-        self.tfidf = _Tfidf(tokens)
+        post_tokens = [tokens(self._unaddressed(t)) for t in texts]
+        self.tfidf = _Tfidf(post_tokens)
         self.posts: list[_Post] = []
         for index, post in enumerate(ordered):
             text = texts[index]
             sentences = [
                 _Sentence(s, self.tfidf.vector(toks), len(toks))
                 for s in _sentences(text)
-                for toks in [_tokens(self._unaddressed(s))]
+                for toks in [tokens(self._unaddressed(s))]
             ]
             p = _Post(
                 post=post,
                 index=index,
                 text=text,
                 sentences=sentences,
-                vec=self.tfidf.vector(tokens[index]),
-                length=len(tokens[index]),
+                vec=self.tfidf.vector(post_tokens[index]),
+                length=len(post_tokens[index]),
                 mentions=[m.lower() for m in _MENTION_RE.findall(text)],
             )
             address = _ADDRESS_RE.match(text)
@@ -597,7 +548,7 @@ class _Channel:
             and p.human
             and not p.markup
             and p.author.lower() != asker
-            and not _only_fillers(p.text)
+            and not only_fillers(p.text)
         ]
         if not later:
             return None
@@ -729,7 +680,7 @@ class _Channel:
             word = name.lower()
             return (
                 explicit_form
-                and word not in _STOPWORDS
+                and word not in STOPWORDS
                 and word not in _TASK_VERBS
                 and not word.isdigit()
                 and not word.endswith(("ing", "ed"))
@@ -856,7 +807,7 @@ class _Channel:
         """A task a reader can act on: a few words, two of them with content, not talk."""
         return (
             len(task.split()) >= 3
-            and len(_tokens(task)) >= 2
+            and len(tokens(task)) >= 2
             and not _CHAT_VERB_RE.match(task)
             and not _NOT_A_TASK_RE.match(task)
         )
@@ -974,7 +925,7 @@ def _same_task(a: ActionItem, b: ActionItem) -> bool:
     """Whether two action items are one task (shared posts, or the same words and owner)."""
     if set(a.post_ids) & set(b.post_ids):
         return True
-    wa, wb = set(_tokens(a.text)), set(_tokens(b.text))
+    wa, wb = set(tokens(a.text)), set(tokens(b.text))
     overlap = len(wa & wb) / max(1, min(len(wa), len(wb)))
     return overlap >= 0.6 and bool(set(a.owners) & set(b.owners) or not a.owner)
 
@@ -1107,7 +1058,7 @@ def _merge_list(
     """
     if not items:
         return []
-    token_lists = [_tokens(item.text) for _, _, item in items]
+    token_lists = [tokens(item.text) for _, _, item in items]
     tfidf = _Tfidf(token_lists)
     vecs = [_unit(tfidf.vector(tokens)) for tokens in token_lists]
     centroid: Vector = {}

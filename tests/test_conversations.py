@@ -299,3 +299,49 @@ def test_a_greeting_is_returned() -> None:
     got = parents(posts)
     assert got["p1"] == "p0"
     assert got["p2"] == "p2"  # over two minutes later: a greeting of its own
+
+
+def test_someone_new_answers_an_opener_unless_they_ask_about_something_else() -> None:
+    # rust.1, 2018-12-27 09:43: a newcomer's answer to a question nobody had taken up.
+    answered = log(
+        [
+            (
+                0,
+                "smurfendrek123",
+                "Hello, the rendered rfc here: https://github.com/rust-lang/rfcs/pull/1506 leads "
+                "to a dead link, should I comment about that on the github issue?",
+            ),
+            (30, "jeikobu", "Yes, ask them to update the link"),
+        ]
+    )
+    assert parents(answered)["p1"] == "p0"
+    # stripe.0, 2019-09-05 15:09: a question of one's own, sharing only the channel's word.
+    stripe = "Stripe's"
+    channel = [
+        (i * 20, f"user{i}", f"is {stripe} checkout page down for anyone {i}?") for i in range(4)
+    ]
+    asked = log(
+        [
+            *channel,
+            (
+                100,
+                "frilo",
+                "I'm curious if there is any plans to allow individuals connected to a custom "
+                f"connect account to access portions of {stripe} lovely dashboard.",
+            ),
+            (
+                109,
+                "monove",
+                "Has anyone reported any issues for your Beta Stripe Terminal connection?",
+            ),
+        ]
+    )
+    assert parents(asked)["p5"] == "p5"
+    # Two people alone: a question that takes up the opener's words follows it.
+    dialogue = log(
+        [
+            (0, "Person1", "I'm taking a date to a restaurant tonight."),
+            (30, "Person2", "What kind of restaurant would your date like, sir?"),
+        ]
+    )
+    assert parents(dialogue)["p1"] == "p0"

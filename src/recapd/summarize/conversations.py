@@ -15,9 +15,10 @@ belongs to (`conversation_id`, the id of the conversation's first post). Explici
 3. An unaddressed post answers whoever last turned to its author (mentioned them, or
    answered them) since the author last spoke, or that person's following lines.
 4. Otherwise a recent post by the same author continues it.
-5. A greeting, a long question, a long line or anything after a silence starts a new
-   conversation; a short question just after someone spoke answers that post, and a short
-   greeting just after another's greeting returns it.
+5. Someone new right after an opener nobody answered yet answers it, unless they ask about
+   something else. A greeting, a long question, a long line or anything after a silence starts
+   a new conversation; a short question just after someone spoke answers that post, and a
+   short greeting just after another's greeting returns it.
 
 A line repeated word for word by others (a flood, a pasted announcement, an echoed error)
 joins the first copy, and a person's line reads as following the last person's line: bots'
@@ -31,11 +32,13 @@ the agents never make them a highlight or an owner.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
 from recapd.agents.base import AgentPost
+from recapd.agents.words import STOPWORDS, WORD_RE
 from recapd.model.chat import DEFAULT_BOT_NAMES
 
 __all__ = [
@@ -67,6 +70,9 @@ _TOPIC_LINE_WORDS: Final = 12
 # A line repeated word for word is a copy of the first only when it says something.
 _REPEAT_CHARS: Final = 20
 _BOT_FEED_POSTS: Final = 300
+# A word said in this many lines, or this share of them, is the channel's, not a topic's.
+_COMMON_WORD_LINES: Final = 3
+_COMMON_WORD_SHARE: Final = 0.02
 
 _ADDRESS_RE: Final = re.compile(r"^\s*@?([^\s:,]+)\s*[:,]")
 _ABSENT_RE: Final = re.compile(r"^\s*@[\w.\-]+")
@@ -108,6 +114,11 @@ def is_bot_name(name: str, bot_names: Collection[str] = DEFAULT_BOT_NAMES) -> bo
     )
 
 
+def _words(message: str) -> set[str]:
+    """A line's words that could name a topic (no stop words, nothing under three letters)."""
+    return {w for w in WORD_RE.findall(message.lower()) if len(w) > 2 and w not in STOPWORDS}
+
+
 def _is_noise(message: str) -> bool:
     text = message.strip()
     return not text or bool(_COMMAND_RE.fullmatch(text)) or bool(_JOIN_PART_RE.fullmatch(text))
@@ -144,6 +155,8 @@ class _Linker:
         self.mentions: list[frozenset[str]] = []
         self.last_by: dict[str, int] = {}
         self.ids = {p.id: i for i, p in enumerate(self.posts)}
+        # In how many lines so far each word was said.
+        self.word_lines: Counter[str] = Counter()
         # Posts that explicitly start a thread in this window.
         self.thread_roots = {p.root_id for p in self.posts if p.root_id}
 
@@ -156,6 +169,7 @@ class _Linker:
             links.append(Link(post.id, parent_id, rule))
             if not post.root_id:
                 self.last_by[_norm(post.author)] = i
+            self.word_lines.update(_words(post.message))
         return links
 
     # -- helpers ---------------------------------------------------------------------------
@@ -192,6 +206,17 @@ class _Linker:
         while j >= 0 and (self.posts[j].root_id or self.posts[j].is_bot):
             j -= 1
         return j
+
+    def _shared_topic(self, a: str, b: str) -> bool:
+        """Whether two lines share a word this window does not use all the time (in a
+        payments channel "stripe" says nothing about the topic)."""
+        seen = len(self.parent)
+        common = max(_COMMON_WORD_LINES, seen * _COMMON_WORD_SHARE)
+        return any(self.word_lines[w] < common for w in _words(a) & _words(b))
+
+    def _opened(self, j: int) -> bool:
+        """Whether a person's post j opened a conversation (it answers nobody)."""
+        return j >= 0 and self.parent[j] == j and not self.posts[j].is_bot
 
     def _first_copy(self, i: int, post: AgentPost) -> int | None:
         """The first recent post with the same words as post i, if it says anything."""
@@ -336,6 +361,12 @@ class _Linker:
             and _GREETING_RE.match(self.posts[previous].message)
         ):
             return previous, "greeting-back"
+        if last_own is None and quick and not greeting and self._opened(previous):
+            # Someone new, just after an opener nobody has answered yet: a statement answers
+            # it, and so does a question taking up its words; another question is a topic.
+            said = self.posts[previous].message
+            if not question or self._shared_topic(post.message, said):
+                return previous, "first-answer"
         if (
             greeting
             or newcomer_opens

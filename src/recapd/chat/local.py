@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 
 from recapd.model.app_error import AppError
-from recapd.model.chat import Channel, Post, Team, User
+from recapd.model.chat import Channel, Post, PostStamp, Team, User
 from recapd.store.store import Store
 
 # Mattermost's team-less permalink segment: the web app sends it on to a team of the reader.
@@ -72,6 +72,14 @@ class LocalChatSource:
             if len(page) < page_size:
                 return
             after = (page[-1].create_at, page[-1].id)
+
+    async def post_stamps(self, channel_id: str, since_ms: int, until_ms: int) -> list[PostStamp]:
+        """Stamps of the conversation posts in [since_ms, until_ms), oldest first (one query)."""
+        return await asyncio.to_thread(self._ws.post_stamps, channel_id, since_ms, until_ms)
+
+    async def post_stamps_by_id(self, post_ids: Sequence[str]) -> dict[str, PostStamp]:
+        """Stamps of live posts by id (deleted ones left out, as get_posts does)."""
+        return await asyncio.to_thread(self._ws.post_stamps_by_id, list(post_ids))
 
     async def latest_posts(self, channel_id: str, limit: int) -> list[Post]:
         """The `limit` newest conversation posts of the channel, oldest first."""

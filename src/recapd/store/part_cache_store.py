@@ -3,6 +3,7 @@ cluster compute each of them (see tables.part_cache)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -32,16 +33,35 @@ class CachedPart:
     result: dict[str, Any] | None
     prompt_tokens: int
     completion_tokens: int
+    fingerprint: str
 
 
 @dataclass(frozen=True, slots=True)
 class PartMeta:
-    """What a claimed row records besides its key, for operators and cleanup."""
+    """What a claimed row records besides its key: for operators and cleanup, and the
+    fingerprint of its stretch with its place among the stretch's parts."""
 
     channel_id: str
     agent_id: str
     start_ms: int
     end_ms: int
+    fingerprint: str = ""
+    part: int = 1
+    parts: int = 1
+
+
+@dataclass(slots=True)
+class FingerprintedPart:
+    """A ready, live row found by its stretch's fingerprint."""
+
+    cache_key: str
+    fingerprint: str
+    part: int
+    parts: int
+    expire_at: int
+    result: dict[str, Any]
+    prompt_tokens: int
+    completion_tokens: int
 
 
 class PartCacheStore:
@@ -62,13 +82,56 @@ class PartCacheStore:
             t.c.result,
             t.c.prompt_tokens,
             t.c.completion_tokens,
+            t.c.fingerprint,
         ).where(t.c.cache_key == cache_key)
         # A read transaction: on SQLite it neither takes nor waits for the write lock.
         with self._db.read_transaction() if conn is None else nullcontext(conn) as c:
             row = c.execute(q).first()
         if row is None:
             return None
-        return CachedPart(*row)
+        return CachedPart(**row._mapping)
+
+    def by_fingerprints(
+        self,
+        channel_id: str,
+        fingerprints: Sequence[str],
+        now_ms: int,
+        *,
+        conn: Connection | None = None,
+    ) -> list[FingerprintedPart]:
+        """The ready, unexpired rows of the channel whose stretch has one of `fingerprints`."""
+        if not fingerprints:
+            return []
+        q = sa.select(
+            t.c.cache_key,
+            t.c.fingerprint,
+            t.c.part,
+            t.c.parts,
+            t.c.expire_at,
+            t.c.result,
+            t.c.prompt_tokens,
+            t.c.completion_tokens,
+        ).where(
+            t.c.fingerprint.in_(sorted(set(fingerprints))),
+            t.c.channel_id == channel_id,
+            t.c.status == READY,
+            t.c.expire_at > now_ms,
+        )
+        with self._db.read_transaction() if conn is None else nullcontext(conn) as c:
+            return [FingerprintedPart(**r._mapping) for r in c.execute(q) if r.result is not None]
+
+    def set_fingerprint(
+        self, cache_key: str, fingerprint: str, *, conn: Connection | None = None
+    ) -> None:
+        """Name the stretch fingerprint a ready row is found by (a row made before the
+        fingerprint existed, or under another one with the same content)."""
+        q = (
+            t.update()
+            .where(t.c.cache_key == cache_key, t.c.status == READY)
+            .values(fingerprint=fingerprint)
+        )
+        with self._db.transaction(conn) as c:
+            c.execute(q)
 
     def claim(
         self,
@@ -90,6 +153,9 @@ class PartCacheStore:
                 agent_id=meta.agent_id,
                 start_ms=meta.start_ms,
                 end_ms=meta.end_ms,
+                fingerprint=meta.fingerprint,
+                part=meta.part,
+                parts=meta.parts,
                 status=COMPUTING,
                 claim=claim,
                 claimed_at=now_ms,
@@ -111,6 +177,7 @@ class PartCacheStore:
         expire_at: int,
         *,
         stale_before: int,
+        fingerprint: str = "",
         conn: Connection | None = None,
     ) -> bool:
         """Claim a row whose computation was abandoned (claimed before `stale_before`) or
@@ -130,6 +197,7 @@ class PartCacheStore:
                 claimed_at=now_ms,
                 result=None,
                 expire_at=expire_at,
+                fingerprint=fingerprint,
             )
         )
         with self._db.transaction(conn) as c:

@@ -93,7 +93,7 @@ class DatabasePartCache:
         for results in found.values():
             for r in results:
                 metrics.record_part_cache(hit=True, tokens_saved=r.usage.total_tokens)
-        return StretchLookup({fp: [_copy(r) for r in rs] for fp, rs in found.items()}, leading)
+        return StretchLookup({fp: [r.copy() for r in rs] for fp, rs in found.items()}, leading)
 
     def release_stretches(self, fingerprints: Collection[str]) -> None:
         """The caller is done with the stretches it was making: wake the runs waiting."""
@@ -162,7 +162,7 @@ class DatabasePartCache:
         memo = self._memo_get(cache_key)
         if memo is not None:
             metrics.record_part_cache(hit=True, tokens_saved=memo.usage.total_tokens)
-            return CacheOutcome(_copy(memo), reused=True)
+            return CacheOutcome(memo.copy(), reused=True)
         while True:
             now = self.clock.now_ms()
             row = await asyncio.to_thread(parts.get, cache_key)
@@ -178,7 +178,7 @@ class DatabasePartCache:
                     await asyncio.to_thread(parts.set_fingerprint, cache_key, fingerprint)
                 result = result_from_json(row.result, usage)
                 self._memo_put(cache_key, row.expire_at, result)
-                return CacheOutcome(_copy(result), reused=True)
+                return CacheOutcome(result.copy(), reused=True)
             expire_at = now + self._ttl_ms()
             if row is None:
                 claimed = await asyncio.to_thread(
@@ -254,8 +254,3 @@ class DatabasePartCache:
         event = self._stored.setdefault(cache_key, asyncio.Event())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), self.poll_seconds)
-
-
-def _copy(result: AgentResult) -> AgentResult:
-    """A result the caller may change without changing the memo's."""
-    return result_from_json(result_to_json(result), result.usage)

@@ -4,7 +4,6 @@ cluster compute each of them (see tables.part_cache)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,7 +84,7 @@ class PartCacheStore:
             t.c.fingerprint,
         ).where(t.c.cache_key == cache_key)
         # A read transaction: on SQLite it neither takes nor waits for the write lock.
-        with self._db.read_transaction() if conn is None else nullcontext(conn) as c:
+        with self._db.read(conn) as c:
             row = c.execute(q).first()
         if row is None:
             return None
@@ -117,7 +116,7 @@ class PartCacheStore:
             t.c.status == READY,
             t.c.expire_at > now_ms,
         )
-        with self._db.read_transaction() if conn is None else nullcontext(conn) as c:
+        with self._db.read(conn) as c:
             return [FingerprintedPart(**r._mapping) for r in c.execute(q) if r.result is not None]
 
     def set_fingerprint(

@@ -364,7 +364,7 @@ class WorkspaceStore:
 
     def get_user(self, user_id: str, *, conn: Connection | None = None) -> User:
         """The user; AppError 404 when missing."""
-        with self._db.transaction(conn) as c:
+        with self._db.read(conn) as c:
             row = c.execute(sa.select(users).where(users.c.id == user_id)).first()
         if row is None:
             raise _not_found("user", f"id={user_id}")
@@ -372,7 +372,7 @@ class WorkspaceStore:
 
     def get_user_by_username(self, username: str, *, conn: Connection | None = None) -> User:
         """The user with this username; AppError 404 when missing."""
-        with self._db.transaction(conn) as c:
+        with self._db.read(conn) as c:
             row = c.execute(sa.select(users).where(users.c.username == username)).first()
         if row is None:
             raise _not_found("user", f"username={username}")
@@ -384,7 +384,7 @@ class WorkspaceStore:
         """The users among `user_ids` that exist, by id."""
         if not user_ids:
             return {}
-        with self._db.transaction(conn) as c:
+        with self._db.read(conn) as c:
             rows = c.execute(sa.select(users).where(users.c.id.in_(set(user_ids))))
             return {r.id: _row_to_user(r) for r in rows}
 
@@ -395,12 +395,12 @@ class WorkspaceStore:
         if not usernames:
             return {}
         q = sa.select(users.c.username, users.c.id).where(users.c.username.in_(set(usernames)))
-        with self._db.transaction(conn) as c:
+        with self._db.read(conn) as c:
             return {r.username: r.id for r in c.execute(q)}
 
     def get_team(self, team_id: str, *, conn: Connection | None = None) -> Team:
         """The team; AppError 404 when missing."""
-        with self._db.transaction(conn) as c:
+        with self._db.read(conn) as c:
             row = c.execute(sa.select(teams).where(teams.c.id == team_id)).first()
         if row is None:
             raise _not_found("team", f"id={team_id}")
@@ -408,7 +408,7 @@ class WorkspaceStore:
 
     def get_team_by_name(self, name: str, *, conn: Connection | None = None) -> Team:
         """The team with this name (URL slug); AppError 404 when missing."""
-        with self._db.transaction(conn) as c:
+        with self._db.read(conn) as c:
             row = c.execute(sa.select(teams).where(teams.c.name == name)).first()
         if row is None:
             raise _not_found("team", f"name={name}")
@@ -418,7 +418,7 @@ class WorkspaceStore:
 
     def get_channel(self, channel_id: str, *, conn: Connection | None = None) -> Channel:
         """The channel (archived ones too); AppError 404 when missing."""
-        with self._db.transaction(conn) as c:
+        with self._db.read(conn) as c:
             row = c.execute(sa.select(channels).where(channels.c.id == channel_id)).first()
         if row is None:
             raise _not_found("channel", f"id={channel_id}")
@@ -429,7 +429,7 @@ class WorkspaceStore:
     ) -> Channel:
         """The channel `name` of a team ("" for direct and group channels); 404 when missing."""
         q = sa.select(channels).where(channels.c.team_id == team_id, channels.c.name == name)
-        with self._db.transaction(conn) as c:
+        with self._db.read(conn) as c:
             row = c.execute(q).first()
         if row is None:
             raise _not_found("channel", f"team_id={team_id} name={name}")
@@ -442,7 +442,7 @@ class WorkspaceStore:
             .where(channels.c.name == name)
             .order_by(channels.c.team_id, channels.c.id)
         )
-        with self._db.transaction(conn) as c:
+        with self._db.read(conn) as c:
             return [_row_to_channel(r) for r in c.execute(q)]
 
     def channels_of_user(self, user_id: str, *, conn: Connection | None = None) -> list[Channel]:
@@ -454,7 +454,7 @@ class WorkspaceStore:
             .where(m.c.user_id == user_id, channels.c.delete_at == 0)
             .order_by(channels.c.name, channels.c.id)
         )
-        with self._db.transaction(conn) as c:
+        with self._db.read(conn) as c:
             return [_row_to_channel(r) for r in c.execute(q)]
 
     def team_channels(
@@ -477,7 +477,7 @@ class WorkspaceStore:
         if user_id is not None:
             mine = sa.select(m.c.channel_id).where(m.c.user_id == user_id)
             q = q.where(channels.c.id.in_(mine))
-        with self._db.transaction(conn) as c:
+        with self._db.read(conn) as c:
             return [(_row_to_channel(r), int(r.member_count)) for r in c.execute(q)]
 
     def remove_member(
@@ -516,7 +516,7 @@ class WorkspaceStore:
             .where(m.c.user_id == user_id, channels.c.delete_at == 0, unread)
             .order_by(channels.c.name, channels.c.id)
         )
-        with self._db.transaction(conn) as c:
+        with self._db.read(conn) as c:
             return [_row_to_channel(r) for r in c.execute(q)]
 
     def is_member(
@@ -532,7 +532,7 @@ class WorkspaceStore:
         q = sa.select(sa.literal(1)).where(m.c.channel_id == channel_id, m.c.user_id == user_id)
         if live_channel:
             q = q.join(channels, channels.c.id == m.c.channel_id).where(channels.c.delete_at == 0)
-        with self._db.transaction(conn) as c:
+        with self._db.read(conn) as c:
             return c.execute(q).first() is not None
 
     def get_member(
@@ -541,7 +541,7 @@ class WorkspaceStore:
         """The membership; AppError 404 when the user is not a member."""
         m = channel_members
         q = sa.select(m).where(m.c.channel_id == channel_id, m.c.user_id == user_id)
-        with self._db.transaction(conn) as c:
+        with self._db.read(conn) as c:
             row = c.execute(q).first()
         if row is None:
             raise _not_found("member", f"channel_id={channel_id} user_id={user_id}")
@@ -592,7 +592,7 @@ class WorkspaceStore:
         exact however many posts share a create_at.
         """
         q = posts_page_query(channel_id, since_ms, until_ms, after, limit)
-        with self._db.transaction(conn) as c:
+        with self._db.read(conn) as c:
             return self._with_reactions(c, [_row_to_post(r) for r in c.execute(q)])
 
     def post_stamps(
@@ -606,7 +606,7 @@ class WorkspaceStore:
             posts.c.create_at < until_ms,
             _conversation(),
         )
-        with self._db.transaction(conn) as c:
+        with self._db.read(conn) as c:
             return [_row_to_stamp(r) for r in c.execute(q.order_by(posts.c.create_at, posts.c.id))]
 
     def post_stamps_by_id(
@@ -616,7 +616,7 @@ class WorkspaceStore:
         if not post_ids:
             return {}
         q = _stamps_query().where(posts.c.id.in_(set(post_ids)), posts.c.delete_at == 0)
-        with self._db.transaction(conn) as c:
+        with self._db.read(conn) as c:
             return {r.id: _row_to_stamp(r) for r in c.execute(q)}
 
     def latest_posts(
@@ -629,7 +629,7 @@ class WorkspaceStore:
             .order_by(posts.c.create_at.desc(), posts.c.id.desc())
             .limit(limit)
         )
-        with self._db.transaction(conn) as c:
+        with self._db.read(conn) as c:
             found = [_row_to_post(r) for r in c.execute(q)]
             found.reverse()
             return self._with_reactions(c, found)
@@ -647,7 +647,7 @@ class WorkspaceStore:
         q = sa.select(posts).where(posts.c.id.in_(set(post_ids)))
         if not include_deleted:
             q = q.where(posts.c.delete_at == 0)
-        with self._db.transaction(conn) as c:
+        with self._db.read(conn) as c:
             found = self._with_reactions(c, [_row_to_post(r) for r in c.execute(q)])
         return {p.id: p for p in found}
 
@@ -656,7 +656,7 @@ class WorkspaceStore:
         q = sa.select(sa.func.count()).select_from(posts)
         if channel_id is not None:
             q = q.where(posts.c.channel_id == channel_id)
-        with self._db.transaction(conn) as c:
+        with self._db.read(conn) as c:
             return int(c.execute(q).scalar_one())
 
     def add_post(self, post: Post, *, conn: Connection | None = None) -> Post:

@@ -59,20 +59,6 @@ def summarizer_prefix(
     return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
 
 
-def _stamp_fields(s: PostStamp) -> tuple[object, ...]:
-    return (
-        s.id,
-        s.create_at,
-        s.root_id,
-        s.update_at,
-        s.edit_at,
-        s.user_id,
-        s.username,
-        s.user_is_bot,
-        s.reaction_count,
-    )
-
-
 def stretch_fingerprint(
     prefix: str,
     channel_id: str,
@@ -83,10 +69,14 @@ def stretch_fingerprint(
 ) -> str:
     """SHA-256 of a whole stretch's inputs: `bounds` is (start, end, piece, pieces), `posts`
     the stretch's posts in time order, `roots` the thread roots it shows as context."""
-    h = hashlib.sha256()
-    head = (prefix, channel_id, channel_name, *bounds, len(posts), len(roots))
-    h.update(json.dumps(head, ensure_ascii=False).encode())
-    for s in (*posts, *roots):
-        h.update(b"\x1e")
-        h.update(json.dumps(_stamp_fields(s), ensure_ascii=False).encode())
-    return h.hexdigest()
+    head = json.dumps(
+        (prefix, channel_id, channel_name, *bounds, len(posts), len(roots)), ensure_ascii=False
+    )
+    # Ids are fixed-size and times are numbers; the one free text, the username, carries its
+    # length, so no two different stamps read alike.
+    lines = [
+        f"{s.id}|{s.create_at}|{s.root_id}|{s.update_at}|{s.edit_at}|{s.user_id}|"
+        f"{len(s.username)}:{s.username}|{int(s.user_is_bot)}|{s.reaction_count}"
+        for s in (*posts, *roots)
+    ]
+    return hashlib.sha256("\x1e".join([head, *lines]).encode()).hexdigest()

@@ -115,6 +115,8 @@ class DatabasePartCache:
                 found[fp] = memo[1]
             else:
                 todo.append(fp)
+        if not todo:
+            return found
         rows = await asyncio.to_thread(self.store.part_cache.by_fingerprints, channel_id, todo, now)
         by_fp: dict[str, list[FingerprintedPart]] = {}
         for row in rows:

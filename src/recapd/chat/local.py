@@ -48,6 +48,12 @@ class LocalChatSource:
         """A member of a channel that is not archived may read it."""
         return await asyncio.to_thread(self._ws.is_member, channel_id, user_id, live_channel=True)
 
+    async def channel_for_reader(self, user_id: str, channel_id: str) -> tuple[Channel, bool, int]:
+        """get_channel, can_read and last_viewed_at in one statement."""
+        channel, member = await asyncio.to_thread(self._ws.reader_view, channel_id, user_id)
+        readable = member is not None and not channel.delete_at
+        return channel, readable, member.last_viewed_at if member else 0
+
     async def last_viewed_at(self, user_id: str, channel_id: str) -> int:
         """When the user last read the channel (ms; 0 if never or not a member)."""
         try:

@@ -66,7 +66,12 @@ class ChatSource(Protocol):
 class StampSource(Protocol):
     """A chat source that can tell posts' state without their text (model/chat.PostStamp):
     the local workspace, whose every change of a post moves its update_at. A source without
-    it (Mattermost over REST) has every window read in full."""
+    it (Mattermost over REST) has every window read in full. It also answers what a recap
+    asks first of a channel in one read."""
+
+    async def channel_for_reader(self, user_id: str, channel_id: str) -> tuple[Channel, bool, int]:
+        """(get_channel, can_read, last_viewed_at) of the reader and channel, read at once."""
+        ...
 
     async def post_stamps(self, channel_id: str, since_ms: int, until_ms: int) -> list[PostStamp]:
         """Stamps of the posts iter_posts would give, in the same order."""

@@ -162,8 +162,10 @@ def _row_to_post(row: sa.Row[Any]) -> Post:
 
 
 def _row_to_stamp(row: sa.Row[Any]) -> PostStamp:
-    m = tuple(row)
-    return PostStamp(m[0], m[1], m[2], m[3], m[4], m[5], m[6] or "", bool(m[7]), int(m[8]))
+    post_id, create_at, root_id, update_at, edit_at, user_id, username, is_bot, n = tuple(row)
+    return PostStamp(
+        post_id, create_at, root_id, update_at, edit_at, user_id, username, bool(is_bot), n
+    )
 
 
 def _post_row(p: Post) -> dict[str, Any]:
@@ -546,6 +548,28 @@ class WorkspaceStore:
         if row is None:
             raise _not_found("member", f"channel_id={channel_id} user_id={user_id}")
         return _row_to_member(row)
+
+    def reader_view(
+        self, channel_id: str, user_id: str, *, conn: Connection | None = None
+    ) -> tuple[Channel, ChannelMember | None]:
+        """The channel and the user's membership of it (None when not a member), in one
+        statement; AppError 404 when the channel is missing."""
+        m = channel_members
+        on = sa.and_(m.c.channel_id == channels.c.id, m.c.user_id == user_id)
+        q = (
+            sa.select(channels, m.c.last_viewed_at, m.c.create_at.label("member_create_at"))
+            .add_columns(m.c.user_id.label("member_user_id"))
+            .select_from(channels.outerjoin(m, on))
+            .where(channels.c.id == channel_id)
+        )
+        with self._db.read(conn) as c:
+            row = c.execute(q).first()
+        if row is None:
+            raise _not_found("channel", f"id={channel_id}")
+        member = None
+        if row.member_user_id is not None:
+            member = ChannelMember(channel_id, user_id, row.last_viewed_at, row.member_create_at)
+        return _row_to_channel(row), member
 
     def set_last_viewed_at(
         self, channel_id: str, user_id: str, at_ms: int, *, conn: Connection | None = None

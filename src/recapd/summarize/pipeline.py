@@ -103,15 +103,24 @@ class ChannelSummarizer:
         """Summarize one channel; failures come back as a failed RecapChannel with a reason."""
         result = RecapChannel(channel_id=job.channel_id, create_at=job.now_ms)
         try:
-            channel = await self.chat.get_channel(job.channel_id)
+            last_viewed: int | None = None
+            if isinstance(self.chat, StampSource):
+                channel, readable, last_viewed = await self.chat.channel_for_reader(
+                    job.reader.id, job.channel_id
+                )
+            else:
+                channel = await self.chat.get_channel(job.channel_id)
+                readable = await self.chat.can_read(job.reader.id, job.channel_id)
             result.channel_name = channel.display_name or channel.name
-            if not await self.chat.can_read(job.reader.id, job.channel_id):
+            if not readable:
                 # Membership is checked at run time: a channel left since scheduling is
                 # not read, whatever the schedule says.
                 result.status = ChannelStatus.FAILED
                 result.error = "You can no longer read this channel."
                 return ChannelSummary(result)
-            start, window = await self._window(job)
+            if last_viewed is None:
+                last_viewed = await self.chat.last_viewed_at(job.reader.id, job.channel_id)
+            start, window = await self._window(job, last_viewed)
             stamps = window.stamps
             granted = await budget.take(job.channel_id, len(stamps))
             # Over the post budget, the newest posts are kept (the limit is the admin's), and
@@ -132,11 +141,10 @@ class ChannelSummarizer:
         finally:
             budget.withdraw(job.channel_id)  # a channel that never asked frees its share
 
-    async def _window(self, job: ChannelJob) -> tuple[int, _Window]:
+    async def _window(self, job: ChannelJob, last_viewed: int) -> tuple[int, _Window]:
         """The window's start and posts. With the cache on and a source that gives stamps,
         only the stamps are read here: posts are read in full only for the stretches the
         cache does not hold (_summarize_posts)."""
-        last_viewed = await self.chat.last_viewed_at(job.reader.id, job.channel_id)
         start = window_start(job.time_period, job.now_ms, last_viewed)
         caching = self.cache is not None and self.cache.enabled
         if caching and isinstance(self.chat, StampSource):

@@ -4,7 +4,10 @@ reads as before. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import json
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -12,8 +15,9 @@ from recapd.chat.local import LocalChatSource
 from recapd.clock import FakeClock
 from recapd.model.chat import Post, PostStamp, Reaction
 from recapd.store.store import Store
+from recapd.summarize.budget import PostBudget
 from recapd.summarize.fingerprint import stretch_fingerprint, summarizer_prefix
-from recapd.summarize.pipeline import ChannelSummary
+from recapd.summarize.pipeline import ChannelJob, ChannelSummary
 from tests.fake_openai import FakeOpenAI
 from tests.test_part_cache import (
     DAY,
@@ -231,3 +235,31 @@ def test_every_stamp_field_and_setting_changes_the_fingerprint() -> None:
         ),
     ]
     assert base not in others and len(set(others)) == len(others)
+
+
+def test_a_herd_in_one_process_reads_each_new_stretch_once(store: Store) -> None:
+    ws = workspace(store)
+    st, clock = settings(store.db.url), FakeClock(NOW)
+    source = CountingSource(store)
+    s = summarizer(store, st, clock)
+    s.chat = source
+    readers = ["alice", "bob", "carol", "dave"] * 3
+
+    async def herd() -> list[ChannelSummary]:
+        jobs = [ChannelJob(ws.channels["dev"].id, ws.users[r], "last_24h", NOW) for r in readers]
+        return await asyncio.gather(*(s.summarize(j, PostBudget(-1, [j.channel_id])) for j in jobs))
+
+    results = asyncio.run(herd())
+    whole = store.part_cache.count()
+    assert whole > 3
+    # Each whole stretch was read in full and made once; the others waited for it.
+    edge = {p.id for p in ws.posts if p.create_at < NOW - DAY + 3_600_000 - 30_000}
+    counts = Counter(source.read_in_full)
+    assert all(counts[p.id] == 1 for p in ws.posts if p.id not in edge)
+    # Made once each, plus every reader's partial edge and merge.
+    assert sum(r.calls for r in results) == whole + 2 * len(readers)
+    assert sum(r.parts_reused for r in results) == whole * (len(readers) - 1)
+    shown: dict[str, set[str]] = {}
+    for reader, r in zip(readers, results, strict=True):
+        shown.setdefault(reader, set()).add(json.dumps([h.to_dict() for h in r.channel.highlights]))
+    assert all(len(v) == 1 for v in shown.values())  # each reader's recaps alike

@@ -63,6 +63,8 @@ class DatabasePartCache:
         # Stretches a run of this process is making (its lookup missed them), by fingerprint:
         # other runs wait for it instead of reading and preparing the same posts.
         self._leading: dict[str, asyncio.Event] = {}
+        # Fingerprint -> {part: cache key} of the ready parts seen so far (see _assemble).
+        self._assembling: OrderedDict[str, dict[int, str]] = OrderedDict()
 
     @property
     def enabled(self) -> bool:
@@ -81,11 +83,15 @@ class DatabasePartCache:
         prepares a new stretch once per process, not once per recap; the stretches missing
         after that are the caller's to make (and to hand back with release_stretches)."""
         wanted = list(dict.fromkeys(fingerprints)) if self.enabled else []
-        found = await self._find(channel_id, wanted)
-        busy = [self._leading[fp] for fp in wanted if fp not in found and fp in self._leading]
-        if busy:
+        # Stretches being made here are not asked of the table before they are made.
+        found = await self._find(channel_id, [fp for fp in wanted if fp not in self._leading])
+        # (Another run may have begun to make one while the table answered.)
+        busy = [fp for fp in wanted if fp not in found and fp in self._leading]
+        found.update(self._from_memo(busy))
+        events = [self._leading[fp] for fp in busy if fp not in found and fp in self._leading]
+        if events:
             # The caller leads nothing while it waits, so two runs never wait on each other.
-            await asyncio.gather(*(event.wait() for event in busy))
+            await asyncio.gather(*(event.wait() for event in events))
             found.update(await self._find(channel_id, [fp for fp in wanted if fp not in found]))
         leading = [fp for fp in wanted if fp not in found and fp not in self._leading]
         for fp in leading:
@@ -104,19 +110,11 @@ class DatabasePartCache:
 
     async def _find(self, channel_id: str, fingerprints: list[str]) -> dict[str, list[AgentResult]]:
         """The stretches stored whole, from the memo, else from the table."""
-        if not fingerprints:
-            return {}
-        now = self.clock.now_ms()
-        found: dict[str, list[AgentResult]] = {}
-        todo: list[str] = []
-        for fp in fingerprints:
-            memo = self._stretches.get(fp)
-            if memo is not None and memo[0] > now:
-                found[fp] = memo[1]
-            else:
-                todo.append(fp)
+        found = self._from_memo(fingerprints)
+        todo = [fp for fp in fingerprints if fp not in found]
         if not todo:
             return found
+        now = self.clock.now_ms()
         rows = await asyncio.to_thread(self.store.part_cache.by_fingerprints, channel_id, todo, now)
         by_fp: dict[str, list[FingerprintedPart]] = {}
         for row in rows:
@@ -164,6 +162,7 @@ class DatabasePartCache:
         memo = self._memo_get(cache_key)
         if memo is not None:
             metrics.record_part_cache(hit=True, tokens_saved=memo.usage.total_tokens)
+            self._assemble(fingerprint, key, cache_key)
             return CacheOutcome(memo.copy(), reused=True)
         while True:
             now = self.clock.now_ms()
@@ -180,6 +179,7 @@ class DatabasePartCache:
                     await asyncio.to_thread(parts.set_fingerprint, cache_key, fingerprint)
                 result = result_from_json(row.result, usage)
                 self._memo_put(cache_key, row.expire_at, result)
+                self._assemble(fingerprint, key, cache_key)
                 return CacheOutcome(result.copy(), reused=True)
             expire_at = now + self._ttl_ms()
             if row is None:
@@ -198,7 +198,7 @@ class DatabasePartCache:
                     fingerprint=fingerprint,
                 )
             if claimed:
-                return await self._compute(cache_key, token, key, compute)
+                return await self._compute(cache_key, token, key, compute, fingerprint)
             await self._wait(cache_key)
 
     async def _compute(
@@ -207,6 +207,7 @@ class DatabasePartCache:
         token: str,
         key: PartKey,
         compute: Callable[[], Awaitable[AgentResult]],
+        fingerprint: str,
     ) -> CacheOutcome:
         parts = self.store.part_cache
         try:
@@ -229,11 +230,43 @@ class DatabasePartCache:
         ):
             # What a later hit reads is the stored form (usage included).
             self._memo_put(cache_key, expire_at, result_from_json(stored, usage))
+            self._assemble(fingerprint, key, cache_key)
         metrics.record_part_cache(hit=False)
         event = self._stored.pop(cache_key, None)
         if event is not None:
             event.set()
         return CacheOutcome(result, reused=False)
+
+    def _from_memo(self, fingerprints: Collection[str]) -> dict[str, list[AgentResult]]:
+        now = self.clock.now_ms()
+        found: dict[str, list[AgentResult]] = {}
+        for fp in fingerprints:
+            memo = self._stretches.get(fp)
+            if memo is not None and memo[0] > now:
+                found[fp] = memo[1]
+        return found
+
+    def _assemble(self, fingerprint: str, key: PartKey, cache_key: str) -> None:
+        """Note a ready part of a fingerprinted stretch; once every part of it is in the memo,
+        the stretch is, so the runs waiting for it find it without asking the table."""
+        if not fingerprint:
+            return
+        got = self._assembling.setdefault(fingerprint, {})
+        self._assembling.move_to_end(fingerprint)
+        got[key.part] = cache_key
+        while len(self._assembling) > self.memo_size:
+            self._assembling.popitem(last=False)
+        if len(got) < key.parts:
+            return
+        del self._assembling[fingerprint]
+        entries = [self._memo.get(got.get(part, "")) for part in range(1, key.parts + 1)]
+        if len(got) != key.parts or any(e is None for e in entries):
+            return
+        ready = [e for e in entries if e is not None]
+        self._stretches[fingerprint] = (min(e[0] for e in ready), [e[1] for e in ready])
+        self._stretches.move_to_end(fingerprint)
+        while len(self._stretches) > self.memo_size:
+            self._stretches.popitem(last=False)
 
     def _memo_get(self, cache_key: str) -> AgentResult | None:
         found = self._memo.get(cache_key)

@@ -170,6 +170,22 @@ class Database:
                 yield conn
 
     @contextmanager
+    def one_statement(self, conn: Connection | None = None) -> Iterator[Connection]:
+        """A connection for exactly one statement that writes, or the caller's `conn`.
+
+        PostgreSQL: autocommit, so the statement is its own transaction without the BEGIN and
+        COMMIT round trips (one statement is atomic either way). SQLite: a transaction as
+        `transaction` gives (BEGIN IMMEDIATE).
+        """
+        if conn is not None or not self.is_postgres:
+            with self.transaction(conn) as c:
+                yield c
+            return
+        with self.engine.connect() as new_conn:
+            new_conn.execution_options(isolation_level="AUTOCOMMIT")
+            yield new_conn
+
+    @contextmanager
     def read(self, conn: Connection | None = None) -> Iterator[Connection]:
         """A connection for statements that only read, or the caller's when `conn` is given.
 

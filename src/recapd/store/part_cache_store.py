@@ -129,7 +129,7 @@ class PartCacheStore:
             .where(t.c.cache_key == cache_key, t.c.status == READY)
             .values(fingerprint=fingerprint)
         )
-        with self._db.transaction(conn) as c:
+        with self._db.one_statement(conn) as c:
             c.execute(q)
 
     def claim(
@@ -165,7 +165,7 @@ class PartCacheStore:
             # rowcount is not reliable for ON CONFLICT DO NOTHING on every driver; RETURNING is.
             .returning(t.c.cache_key)
         )
-        with self._db.transaction(conn) as c:
+        with self._db.one_statement(conn) as c:
             return c.execute(insert).first() is not None
 
     def take_over(
@@ -199,7 +199,7 @@ class PartCacheStore:
                 fingerprint=fingerprint,
             )
         )
-        with self._db.transaction(conn) as c:
+        with self._db.one_statement(conn) as c:
             return bool(c.execute(q).rowcount)
 
     def complete(
@@ -227,7 +227,7 @@ class PartCacheStore:
                 expire_at=expire_at,
             )
         )
-        with self._db.transaction(conn) as c:
+        with self._db.one_statement(conn) as c:
             return bool(c.execute(q).rowcount)
 
     def release(self, cache_key: str, claim: str, *, conn: Connection | None = None) -> None:
@@ -235,7 +235,7 @@ class PartCacheStore:
         q = t.delete().where(
             t.c.cache_key == cache_key, t.c.claim == claim, t.c.status == COMPUTING
         )
-        with self._db.transaction(conn) as c:
+        with self._db.one_statement(conn) as c:
             c.execute(q)
 
     def delete_expired(self, now_ms: int, limit: int, *, conn: Connection | None = None) -> int:

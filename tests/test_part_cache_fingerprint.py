@@ -13,7 +13,7 @@ from typing import Any
 
 from recapd.chat.local import LocalChatSource
 from recapd.clock import FakeClock
-from recapd.model.chat import Post, PostStamp, Reaction
+from recapd.model.chat import Post, PostStamp, Reaction, User
 from recapd.store.store import Store
 from recapd.summarize.budget import PostBudget
 from recapd.summarize.fingerprint import stretch_fingerprint, summarizer_prefix
@@ -152,6 +152,12 @@ class CountingSource(LocalChatSource):
     async def get_posts(self, post_ids: Sequence[str]) -> dict[str, Post]:
         self.read_in_full += post_ids
         return await super().get_posts(post_ids)
+
+    async def posts_and_authors(
+        self, post_ids: Sequence[str]
+    ) -> tuple[dict[str, Post], dict[str, User]]:
+        self.read_in_full += post_ids
+        return await super().posts_and_authors(post_ids)
 
     async def iter_posts(
         self, channel_id: str, since_ms: int, until_ms: int, page_size: int = 200

@@ -95,6 +95,12 @@ class LocalChatSource:
         """Live posts by id (deleted ones are left out, as if missing)."""
         return await asyncio.to_thread(self._ws.get_posts, list(post_ids))
 
+    async def posts_and_authors(
+        self, post_ids: Sequence[str]
+    ) -> tuple[dict[str, Post], dict[str, User]]:
+        """get_posts and get_users of their authors in one store call."""
+        return await asyncio.to_thread(self._ws.posts_and_authors, list(post_ids))
+
     async def permalink(self, post: Post) -> str:
         """`{site_url}/{team}/pl/{post_id}`; `_redirect` for direct and group channels."""
         team = await self._team_name_of_channel(post.channel_id)

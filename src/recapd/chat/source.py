@@ -80,3 +80,9 @@ class StampSource(Protocol):
     async def post_stamps_by_id(self, post_ids: Sequence[str]) -> dict[str, PostStamp]:
         """Stamps of the posts get_posts would give."""
         ...
+
+    async def posts_and_authors(
+        self, post_ids: Sequence[str]
+    ) -> tuple[dict[str, Post], dict[str, User]]:
+        """get_posts, and get_users of those posts' authors, read at once."""
+        ...

@@ -675,6 +675,15 @@ class WorkspaceStore:
             found = self._with_reactions(c, [_row_to_post(r) for r in c.execute(q)])
         return {p.id: p for p in found}
 
+    def posts_and_authors(
+        self, post_ids: Sequence[str], *, conn: Connection | None = None
+    ) -> tuple[dict[str, Post], dict[str, User]]:
+        """get_posts (live ones) and get_users of their authors, on one connection."""
+        with self._db.read(conn) as c:
+            found = self.get_posts(post_ids, conn=c)
+            authors = self.get_users(sorted({p.user_id for p in found.values()}), conn=c)
+        return found, authors
+
     def count_posts(self, channel_id: str | None = None, *, conn: Connection | None = None) -> int:
         """How many posts (every type and state), in one channel or everywhere."""
         q = sa.select(sa.func.count()).select_from(posts)

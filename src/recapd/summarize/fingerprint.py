@@ -20,7 +20,7 @@ import hashlib
 import importlib.util
 import json
 from collections.abc import Collection, Sequence
-from functools import cache
+from functools import cache, lru_cache
 
 from recapd.model.chat import PostStamp
 
@@ -69,6 +69,20 @@ def stretch_fingerprint(
 ) -> str:
     """SHA-256 of a whole stretch's inputs: `bounds` is (start, end, piece, pieces), `posts`
     the stretch's posts in time order, `roots` the thread roots it shows as context."""
+    return _fingerprint(prefix, channel_id, channel_name, bounds, tuple(posts), tuple(roots))
+
+
+# Every reader of a channel in a wave computes the same stretches' fingerprints: remembered by
+# the stamps themselves (equal tuples, compared whole), which costs a fraction of the hashing.
+@lru_cache(maxsize=8192)
+def _fingerprint(
+    prefix: str,
+    channel_id: str,
+    channel_name: str,
+    bounds: tuple[int, int, int, int],
+    posts: tuple[PostStamp, ...],
+    roots: tuple[PostStamp, ...],
+) -> str:
     head = json.dumps(
         (prefix, channel_id, channel_name, *bounds, len(posts), len(roots)), ensure_ascii=False
     )

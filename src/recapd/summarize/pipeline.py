@@ -163,7 +163,12 @@ class ChannelSummarizer:
         """Read these posts in full (those not read yet; deleted ones stay missing) and
         their authors."""
         missing = [i for i in dict.fromkeys(post_ids) if i not in window.posts]
-        if missing:
+        if missing and isinstance(self.chat, StampSource):
+            found, users = await self.chat.posts_and_authors(missing)
+            window.posts.update(found)
+            window.users.update(users)
+            window.asked_users.update(p.user_id for p in found.values())
+        elif missing:
             window.posts.update(await self.chat.get_posts(missing))
         authors = {window.posts[i].user_id for i in post_ids if i in window.posts}
         unknown = sorted(authors - window.asked_users)

@@ -25,6 +25,7 @@ from tests.test_part_cache import (
     NOW,
     edit,
     openai_agent,
+    post_before_the_window,
     recap,
     settings,
     summarizer,
@@ -32,7 +33,9 @@ from tests.test_part_cache import (
 from tests.workspace import Workspace, add_posts, make_workspace
 
 
-def workspace(store: Store, root_of: dict[int, int] | None = None) -> Workspace:
+def workspace(
+    store: Store, root_of: dict[int, int] | None = None, *, edge: bool = True
+) -> Workspace:
     ws = make_workspace(
         store,
         ["alice", "bob", "carol", "dave", "erin"],
@@ -41,6 +44,8 @@ def workspace(store: Store, root_of: dict[int, int] | None = None) -> Workspace:
     add_posts(
         store, ws, "dev", LINES * 6, NOW - DAY + 20 * 60_000, step_ms=40 * 60_000, root_of=root_of
     )
+    if edge:
+        post_before_the_window(store, ws)
     return ws
 
 
@@ -269,3 +274,23 @@ def test_a_herd_in_one_process_reads_each_new_stretch_once(store: Store) -> None
     for reader, r in zip(readers, results, strict=True):
         shown.setdefault(reader, set()).add(json.dumps([h.to_dict() for h in r.channel.highlights]))
     assert all(len(v) == 1 for v in shown.values())  # each reader's recaps alike
+
+
+def test_a_first_hour_with_no_post_before_the_window_is_shared(store: Store) -> None:
+    # Nothing between 09:00 and the window's start (09:00:30): the first hour holds every post
+    # of the hour, so it is a whole stretch like the others, made once for every reader.
+    ws = workspace(store, edge=False)
+    st, clock = settings(store.db.url), FakeClock(NOW)
+    alice = recap(summarizer(store, st, clock), ws, "alice")
+    assert store.part_cache.count() == alice.parts and alice.parts_reused == 0
+    bob = recap(summarizer(store, st, clock), ws, "bob")
+    later = recap(summarizer(store, st, clock), ws, "carol", now=NOW + 1_000)
+    assert bob.parts_reused == later.parts_reused == alice.parts
+    assert bob.calls == later.calls == 1  # the merge only
+    assert bob.channel.source_post_ids == alice.channel.source_post_ids
+    # A post lands between 09:00 and the window's start: the first hour is an edge again,
+    # and that post is no part of the window.
+    post_before_the_window(store, ws)
+    dave = recap(summarizer(store, st, clock), ws, "dave")
+    assert dave.parts_reused == alice.parts - 1
+    assert dave.channel.source_post_ids == alice.channel.source_post_ids

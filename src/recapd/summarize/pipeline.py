@@ -130,6 +130,7 @@ class ChannelSummarizer:
                     stamps[: len(stamps) - granted], budget.limit, job.reader
                 )
                 window.stamps = stamps[len(stamps) - granted :]
+                window.hour_start = False
                 # The window now starts at its first kept post: whole stretches after it hold
                 # every post of their bounds.
                 start = min((p.create_at for p in window.stamps), default=start)
@@ -148,9 +149,14 @@ class ChannelSummarizer:
         start = window_start(job.time_period, job.now_ms, last_viewed)
         caching = self.cache is not None and self.cache.enabled
         if caching and isinstance(self.chat, StampSource):
-            stamps = await self.chat.post_stamps(job.channel_id, start, job.now_ms + 1)
-            if stamps or not job.fallback_to_latest:
-                return start, _Window(stamps, light=True)
+            # Read from the hour's start: when no post lies between it and the window's
+            # start, the window's first hour holds every post of that hour, and is a whole
+            # stretch other readers share instead of a partial edge made for this recap.
+            hour = start - start % HOUR_MS
+            stamps = await self.chat.post_stamps(job.channel_id, hour, job.now_ms + 1)
+            inside = [p for p in stamps if p.create_at >= start]
+            if inside or not job.fallback_to_latest:
+                return start, _Window(inside, light=True, hour_start=len(inside) == len(stamps))
         posts = [p async for p in self.chat.iter_posts(job.channel_id, start, job.now_ms + 1)]
         if not posts and job.fallback_to_latest:
             posts = await self.chat.latest_posts(job.channel_id, FALLBACK_LATEST_POSTS)
@@ -266,7 +272,10 @@ class ChannelSummarizer:
         cache = self.cache if self.cache is not None and self.cache.enabled else None
         stretches: list[Stretch[PostStamp]]
         if cache is not None:
-            stretches = plan_stretches(_effective_start(start, stamps), job.now_ms + 1, stamps)
+            begin = _effective_start(start, stamps)
+            if begin == start and window.hour_start:
+                begin = start - start % HOUR_MS  # no post between the hour's start and ours
+            stretches = plan_stretches(begin, job.now_ms + 1, stamps)
         else:
             # Without the cache nothing is shared, so stable bounds buy nothing: the window
             # is one stretch of its own, cut only to fit the agent's context (as before).
@@ -435,6 +444,9 @@ class _Window:
     stamps: list[PostStamp]
     # True when the stamps come from the source's light read (StampSource).
     light: bool
+    # True when no post lies between the start of the window's first hour and the window's
+    # start (read, not assumed), so the window may be planned from the hour's start.
+    hour_start: bool = False
     posts: dict[str, Post] = field(default_factory=dict)
     users: dict[str, User] = field(default_factory=dict)
     asked_users: set[str] = field(default_factory=set)

@@ -104,6 +104,20 @@ def _stamps_query() -> sa.Select[Any]:
     ).select_from(posts.outerjoin(users, users.c.id == posts.c.user_id))
 
 
+# The stamps of a window (WorkspaceStore.post_stamps): one statement for the process, so the
+# driver runs it prepared and its rows come back as plain tuples (Database.fetch_tuples).
+_WINDOW_STAMPS = (
+    _stamps_query()
+    .where(
+        posts.c.channel_id == sa.bindparam("channel_id"),
+        posts.c.create_at >= sa.bindparam("since_ms"),
+        posts.c.create_at < sa.bindparam("until_ms"),
+        _conversation(),
+    )
+    .order_by(posts.c.create_at, posts.c.id)
+)
+
+
 def _not_found(what: str, detail: str) -> AppError:
     return AppError(
         f"store.sql_workspace.get_{what}.not_found.app_error",
@@ -161,8 +175,8 @@ def _row_to_post(row: sa.Row[Any]) -> Post:
     return post
 
 
-def _row_to_stamp(row: sa.Row[Any]) -> PostStamp:
-    post_id, create_at, root_id, update_at, edit_at, user_id, username, is_bot, n = tuple(row)
+def _row_to_stamp(row: Sequence[Any]) -> PostStamp:
+    post_id, create_at, root_id, update_at, edit_at, user_id, username, is_bot, n = row
     return PostStamp(
         post_id, create_at, root_id, update_at, edit_at, user_id, username, bool(is_bot), n
     )
@@ -624,14 +638,9 @@ class WorkspaceStore:
     ) -> list[PostStamp]:
         """The stamps of the conversation posts created in [since_ms, until_ms), in
         (create_at, id) order: one statement, no text read (see PostStamp)."""
-        q = _stamps_query().where(
-            posts.c.channel_id == channel_id,
-            posts.c.create_at >= since_ms,
-            posts.c.create_at < until_ms,
-            _conversation(),
-        )
+        params = {"channel_id": channel_id, "since_ms": since_ms, "until_ms": until_ms}
         with self._db.read(conn) as c:
-            return [_row_to_stamp(r) for r in c.execute(q.order_by(posts.c.create_at, posts.c.id))]
+            return [_row_to_stamp(r) for r in self._db.fetch_tuples(c, _WINDOW_STAMPS, params)]
 
     def post_stamps_by_id(
         self, post_ids: Sequence[str], *, conn: Connection | None = None

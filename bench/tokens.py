@@ -479,7 +479,11 @@ async def main(args: argparse.Namespace) -> None:
             f"({time.perf_counter() - t0:.0f} s to build)"
         )
         results: dict[str, dict[str, Any]] = {}
-        for mode, hours in (("cache off", 0.0), ("cache on", 192.0)):
+        modes = [("cache off", 0.0), ("cache on", 192.0)]
+        if args.only:
+            # One mode alone, to profile it (no comparison is printed).
+            modes = [m for m in modes if m[0] == f"cache {args.only}"]
+        for mode, hours in modes:
             reset(store, srs)
             settings = settings_for(url, base_url, hours, args.concurrency)
             clock = OffsetClock(D - DAY)
@@ -489,6 +493,7 @@ async def main(args: argparse.Namespace) -> None:
                 warm = await prewarm(store, settings, clock, wl)
             fake_call(port, "/control", {"delay_s": args.delay})
             fake_call(port, "/stats/reset", {})
+            console.print(f"{mode}: measuring the day (pid {os.getpid()})")
             waves, statuses, cost = await run_day(store, settings, clock, expected)
             stats = fake_call(port, "/stats")
             wall = sum(w for _, w in waves)
@@ -502,7 +507,10 @@ async def main(args: argparse.Namespace) -> None:
                 "busy_share": stats["busy_seconds"] / (args.concurrency * wall) if wall else 0,
             }
             console.print(f"{mode}: {dict(statuses)} in {wall:.1f} s; {stats}")
+            console.print(f"{mode} waves: " + ", ".join(f"{w:.1f} s" for _, w in waves))
         fake_call(port, "/control", {"delay_s": 0})
+        if args.only:
+            return
         identical = await cold_warm_identical(store, url, base_url, wl)
         mm = mattermost_design(wl, pairs)
         report(console, args, results, mm, identical, n_channels, n_users, posts, len(pairs))
@@ -650,5 +658,8 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=32, help="agent calls at once")
     parser.add_argument(
         "--threads", type=int, default=0, help="threads for store calls (0: asyncio's default)"
+    )
+    parser.add_argument(
+        "--only", choices=("off", "on"), help="run one mode alone (to profile it; no report)"
     )
     asyncio.run(main(parser.parse_args()))

@@ -234,6 +234,37 @@ def test_cooperative_cancel_check(store: Store) -> None:
     assert store.jobs.get(job.id).status == "canceled"
 
 
+def test_progress_is_written_at_most_once_a_second_but_always_at_100(store: Store) -> None:
+    clock = FakeClock(NOW)
+    server = make_server(store, clock)
+    release = asyncio.Event()
+    seen: list[int] = []
+
+    async def handler(ctx: JobContext) -> None:
+        for percent in (10, 20, 30):
+            await ctx.set_progress(percent)
+            seen.append(store.jobs.get(ctx.job.id).progress)
+        clock.advance(1_000)
+        await ctx.set_progress(40)
+        seen.append(store.jobs.get(ctx.job.id).progress)
+        await ctx.set_progress(100)
+        seen.append(store.jobs.get(ctx.job.id).progress)
+        await release.wait()
+
+    pool = make_pool(server, WorkerSpec(TEST_TYPE, handler))
+    server.create_job(TEST_TYPE, {})
+
+    async def main() -> None:
+        await pool.claim_once()
+        await wait_until(lambda: len(seen) == 5)
+        release.set()
+        await wait_until(lambda: not pool.running_ids)
+        await pool.flush()
+
+    asyncio.run(main())
+    assert seen == [10, 10, 10, 40, 100]
+
+
 def test_heartbeat_and_progress_advance_last_activity(store: Store) -> None:
     clock = FakeClock(NOW)
     server = make_server(store, clock)

@@ -61,7 +61,15 @@ def workspace(store: Store) -> Workspace:
     )
     # 36 posts, one every 40 minutes over the day before NOW: several whole stretches.
     add_posts(store, ws, "dev", LINES * 6, NOW - DAY + 20 * 60_000, step_ms=40 * 60_000)
+    post_before_the_window(store, ws)
     return ws
+
+
+def post_before_the_window(store: Store, ws: Workspace) -> None:
+    """A post 20 s before the window's start (09:00:10 the day before): the window's first
+    hour then stays a partial edge, made for each recap alone."""
+    before = add_posts(store, ws, "dev", [("carol", "Morning all")], NOW - DAY - 20_000)
+    ws.posts.remove(before[0])
 
 
 def summarizer(

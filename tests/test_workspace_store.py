@@ -236,6 +236,33 @@ def test_system_and_deleted_posts_are_left_out(store: Store) -> None:
     assert set(ws.get_posts([keep.id, join.id, gone.id])) == {keep.id, join.id}
 
 
+def test_post_stamps_are_the_window_posts_without_their_text(store: Store) -> None:
+    ws = store.workspace
+    s = seed(ws)
+    ghost = User(new_id(), "ghost")  # never imported: no username, not a bot
+    keep = post(s.town, s.bob, T0 + 1, "keep", update_at=T0 + 9, edit_at=T0 + 8)
+    keep.reactions = [Reaction(s.alice.id, "+1", T0), Reaction(s.carol.id, "tada", T0)]
+    join = post(s.town, s.bob, T0 + 2, "bob joined", type="system_join_channel")
+    gone = post(s.town, s.bob, T0 + 3, "oops", delete_at=T0 + 4)
+    reply = post(s.town, ghost, T0 + 3, "reply", root_id=keep.id)
+    late = post(s.town, s.alice, T0 + 100, "after the window")
+    ws.upsert_posts([keep, join, gone, reply, late])
+    ws.upsert_users([User(s.carol.id, "carol", is_bot=True)])
+    stamps = ws.post_stamps(s.town.id, T0, T0 + 100)
+    # The same posts in the same order as the page a full read gives.
+    assert [p.id for p in stamps] == [
+        p.id for p in ws.posts_page(s.town.id, T0, T0 + 100, None, 50)
+    ]
+    first, second = stamps
+    assert first == (keep.id, T0 + 1, "", T0 + 9, T0 + 8, s.bob.id, "bob", False, 2)
+    assert second.root_id == keep.id and second.thread_id == keep.id
+    assert (second.username, second.user_is_bot, second.reaction_count) == ("", False, 0)
+    by_id = ws.post_stamps_by_id([keep.id, join.id, gone.id])
+    assert set(by_id) == {keep.id, join.id} and by_id[keep.id] == first
+    ws.upsert_posts([post(s.town, s.carol, T0 + 4, "bot says")])
+    assert ws.post_stamps(s.town.id, T0, T0 + 100)[-1].user_is_bot is True
+
+
 def test_unread_channels(store: Store) -> None:
     ws = store.workspace
     s = seed(ws)

@@ -68,6 +68,16 @@ class AgentResult:
     # them to the person they mention (the map stage does not know the reader).
     mentions: list[Highlight] = field(default_factory=list)
 
+    def copy(self) -> AgentResult:
+        """A copy whose items the caller may change (memos hand out copies)."""
+        return AgentResult(
+            [Highlight(h.text, list(h.post_ids)) for h in self.highlights],
+            [ActionItem(a.text, a.owner, list(a.post_ids), a.explicit) for a in self.action_items],
+            TokenUsage(self.usage.prompt_tokens, self.usage.completion_tokens),
+            [Highlight(q.text, list(q.post_ids)) for q in self.open_questions],
+            [Highlight(m.text, list(m.post_ids)) for m in self.mentions],
+        )
+
 
 @dataclass(slots=True)
 class SummarizeRequest:

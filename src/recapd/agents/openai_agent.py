@@ -30,7 +30,7 @@ from recapd.agents.base import (
     TokenUsage,
     estimate_tokens,
 )
-from recapd.agents.extractive import merge_results
+from recapd.agents.offline_merge import OfflineMerges
 from recapd.agents.output import OutputError, ParsedOutput, parse_output, response_format
 from recapd.agents.prompt import (
     PART_LANGUAGE,
@@ -106,6 +106,8 @@ class OpenAIAgent:
         self._rng = rng or random.Random()
         self._client: AsyncOpenAI | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
+        # Merges without a model call, shared by the readers the parts do not name.
+        self._offline = OfflineMerges()
 
     # -- the Agent protocol ---------------------------------------------------------------
 
@@ -134,9 +136,7 @@ class OpenAIAgent:
         if not partials:
             return AgentResult()
         if not _needs_model(request):
-            ranked = merge_results(_with_partials(request, partials))
-            ranked.usage = TokenUsage()
-            return ranked
+            return self._offline.merge(_with_partials(request, partials))
         probe = merge_prompt(_with_partials(request, partials), json_in_prompt=True)
         if estimate_tokens(probe.system + probe.user) > self.context_tokens and len(partials) > 2:
             # Too big for one call: merge each half, then the two halves.

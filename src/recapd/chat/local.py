@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 
 from recapd.model.app_error import AppError
-from recapd.model.chat import Channel, Post, Team, User
+from recapd.model.chat import Channel, Post, PostStamp, Team, User
 from recapd.store.store import Store
 
 # Mattermost's team-less permalink segment: the web app sends it on to a team of the reader.
@@ -48,6 +48,12 @@ class LocalChatSource:
         """A member of a channel that is not archived may read it."""
         return await asyncio.to_thread(self._ws.is_member, channel_id, user_id, live_channel=True)
 
+    async def channel_for_reader(self, user_id: str, channel_id: str) -> tuple[Channel, bool, int]:
+        """get_channel, can_read and last_viewed_at in one statement."""
+        channel, member = await asyncio.to_thread(self._ws.reader_view, channel_id, user_id)
+        readable = member is not None and not channel.delete_at
+        return channel, readable, member.last_viewed_at if member else 0
+
     async def last_viewed_at(self, user_id: str, channel_id: str) -> int:
         """When the user last read the channel (ms; 0 if never or not a member)."""
         try:
@@ -73,6 +79,14 @@ class LocalChatSource:
                 return
             after = (page[-1].create_at, page[-1].id)
 
+    async def post_stamps(self, channel_id: str, since_ms: int, until_ms: int) -> list[PostStamp]:
+        """Stamps of the conversation posts in [since_ms, until_ms), oldest first (one query)."""
+        return await asyncio.to_thread(self._ws.post_stamps, channel_id, since_ms, until_ms)
+
+    async def post_stamps_by_id(self, post_ids: Sequence[str]) -> dict[str, PostStamp]:
+        """Stamps of live posts by id (deleted ones left out, as get_posts does)."""
+        return await asyncio.to_thread(self._ws.post_stamps_by_id, list(post_ids))
+
     async def latest_posts(self, channel_id: str, limit: int) -> list[Post]:
         """The `limit` newest conversation posts of the channel, oldest first."""
         return await asyncio.to_thread(self._ws.latest_posts, channel_id, limit)
@@ -80,6 +94,12 @@ class LocalChatSource:
     async def get_posts(self, post_ids: Sequence[str]) -> dict[str, Post]:
         """Live posts by id (deleted ones are left out, as if missing)."""
         return await asyncio.to_thread(self._ws.get_posts, list(post_ids))
+
+    async def posts_and_authors(
+        self, post_ids: Sequence[str]
+    ) -> tuple[dict[str, Post], dict[str, User]]:
+        """get_posts and get_users of their authors in one store call."""
+        return await asyncio.to_thread(self._ws.posts_and_authors, list(post_ids))
 
     async def permalink(self, post: Post) -> str:
         """`{site_url}/{team}/pl/{post_id}`; `_redirect` for direct and group channels."""

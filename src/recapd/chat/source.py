@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from recapd.model.chat import Channel, Post, Team, User
+from recapd.model.chat import Channel, Post, PostStamp, Team, User
 
 
 class ChatSource(Protocol):
@@ -59,4 +59,30 @@ class ChatSource(Protocol):
 
     async def permalink(self, post: Post) -> str:
         """The link that opens the post in the chat system."""
+        ...
+
+
+@runtime_checkable
+class StampSource(Protocol):
+    """A chat source that can tell posts' state without their text (model/chat.PostStamp):
+    the local workspace, whose every change of a post moves its update_at. A source without
+    it (Mattermost over REST) has every window read in full. It also answers what a recap
+    asks first of a channel in one read."""
+
+    async def channel_for_reader(self, user_id: str, channel_id: str) -> tuple[Channel, bool, int]:
+        """(get_channel, can_read, last_viewed_at) of the reader and channel, read at once."""
+        ...
+
+    async def post_stamps(self, channel_id: str, since_ms: int, until_ms: int) -> list[PostStamp]:
+        """Stamps of the posts iter_posts would give, in the same order."""
+        ...
+
+    async def post_stamps_by_id(self, post_ids: Sequence[str]) -> dict[str, PostStamp]:
+        """Stamps of the posts get_posts would give."""
+        ...
+
+    async def posts_and_authors(
+        self, post_ids: Sequence[str]
+    ) -> tuple[dict[str, Post], dict[str, User]]:
+        """get_posts, and get_users of those posts' authors, read at once."""
         ...

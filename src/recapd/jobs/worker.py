@@ -40,6 +40,10 @@ class _Stop(Enum):
     SHUTDOWN = "shutdown"  # this node is stopping: release the job to pending
 
 
+# Progress below 100 % is written at most this often per job.
+PROGRESS_INTERVAL_MS = 1_000
+
+
 @dataclass
 class JobContext:
     """What a running job may use: its row, the clock, progress, and cancellation."""
@@ -50,6 +54,7 @@ class JobContext:
     _stop_reason: _Stop | None = None
     _task: asyncio.Task[None] | None = None
     _started: float = 0.0  # loop time at start, only taken when the job log is on
+    _progress_at: int = -PROGRESS_INTERVAL_MS  # when progress was last written (clock ms)
 
     @property
     def cancel_requested(self) -> bool:
@@ -67,10 +72,14 @@ class JobContext:
             raise JobCanceled(self.job.id)
 
     async def set_progress(self, percent: int) -> None:
-        """Record progress (0..100); counts as a heartbeat."""
-        await asyncio.to_thread(
-            self._pool.store.jobs.set_progress, self.job.id, percent, self.clock.now_ms()
-        )
+        """Record progress (0..100); counts as a heartbeat. At most one write a second
+        below 100 % (a recap reports each of its channels: a write each was a tenth of a
+        herd's store calls); 100 % is always written."""
+        now = self.clock.now_ms()
+        if percent < 100 and now - self._progress_at < PROGRESS_INTERVAL_MS:
+            return
+        self._progress_at = now
+        await asyncio.to_thread(self._pool.store.jobs.set_progress, self.job.id, percent, now)
 
 
 JobHandler = Callable[[JobContext], Awaitable[None]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 # Log bots: meeting bots, bug and review feeds, evaluators. Names ending in "-bot", "_bot" or
 # "[bot]" are bots too; "talbot" is not.
@@ -138,3 +138,44 @@ class Post:
     def thread_id(self) -> str:
         """The id of the thread this post belongs to (its root's, or its own)."""
         return self.root_id or self.id
+
+
+class PostStamp(NamedTuple):
+    """What identifies a post's state without its text: enough to plan a window's stretches
+    and to tell whether anything an agent would be shown changed (summarize/fingerprint.py).
+
+    Every change of a post through the workspace store moves `update_at` (an edit, a deletion,
+    new props); reactions are counted; the author's name and bot flag are the user's now. A
+    tuple: a weekly window reads a thousand of them per channel and recap.
+    """
+
+    id: str
+    create_at: int
+    root_id: str
+    update_at: int
+    edit_at: int
+    user_id: str
+    # The author's username ("" when the user is missing) and bot flag.
+    username: str
+    user_is_bot: bool
+    reaction_count: int
+
+    @property
+    def thread_id(self) -> str:
+        """The id of the thread this post belongs to (its root's, or its own)."""
+        return self.root_id or self.id
+
+
+def stamp_of(post: Post, user: User | None) -> PostStamp:
+    """The stamp of a post read in full, with its author (None when missing)."""
+    return PostStamp(
+        id=post.id,
+        create_at=post.create_at,
+        root_id=post.root_id,
+        update_at=post.update_at,
+        edit_at=post.edit_at,
+        user_id=post.user_id,
+        username=user.username if user else "",
+        user_is_bot=bool(user and user.is_bot),
+        reaction_count=len(post.reactions),
+    )

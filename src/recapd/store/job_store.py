@@ -322,7 +322,7 @@ class JobStore:
             )
             .values(progress=max(0, min(100, progress)), last_activity_at=now_ms)
         )
-        with self._db.transaction(conn) as c:
+        with self._db.one_statement(conn) as c:
             return bool(c.execute(q).rowcount)
 
     def update_status(

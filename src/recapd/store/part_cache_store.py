@@ -3,7 +3,7 @@ cluster compute each of them (see tables.part_cache)."""
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,16 +32,35 @@ class CachedPart:
     result: dict[str, Any] | None
     prompt_tokens: int
     completion_tokens: int
+    fingerprint: str
 
 
 @dataclass(frozen=True, slots=True)
 class PartMeta:
-    """What a claimed row records besides its key, for operators and cleanup."""
+    """What a claimed row records besides its key: for operators and cleanup, and the
+    fingerprint of its stretch with its place among the stretch's parts."""
 
     channel_id: str
     agent_id: str
     start_ms: int
     end_ms: int
+    fingerprint: str = ""
+    part: int = 1
+    parts: int = 1
+
+
+@dataclass(slots=True)
+class FingerprintedPart:
+    """A ready, live row found by its stretch's fingerprint."""
+
+    cache_key: str
+    fingerprint: str
+    part: int
+    parts: int
+    expire_at: int
+    result: dict[str, Any]
+    prompt_tokens: int
+    completion_tokens: int
 
 
 class PartCacheStore:
@@ -62,13 +81,56 @@ class PartCacheStore:
             t.c.result,
             t.c.prompt_tokens,
             t.c.completion_tokens,
+            t.c.fingerprint,
         ).where(t.c.cache_key == cache_key)
         # A read transaction: on SQLite it neither takes nor waits for the write lock.
-        with self._db.read_transaction() if conn is None else nullcontext(conn) as c:
+        with self._db.read(conn) as c:
             row = c.execute(q).first()
         if row is None:
             return None
-        return CachedPart(*row)
+        return CachedPart(**row._mapping)
+
+    def by_fingerprints(
+        self,
+        channel_id: str,
+        fingerprints: Sequence[str],
+        now_ms: int,
+        *,
+        conn: Connection | None = None,
+    ) -> list[FingerprintedPart]:
+        """The ready, unexpired rows of the channel whose stretch has one of `fingerprints`."""
+        if not fingerprints:
+            return []
+        q = sa.select(
+            t.c.cache_key,
+            t.c.fingerprint,
+            t.c.part,
+            t.c.parts,
+            t.c.expire_at,
+            t.c.result,
+            t.c.prompt_tokens,
+            t.c.completion_tokens,
+        ).where(
+            t.c.fingerprint.in_(sorted(set(fingerprints))),
+            t.c.channel_id == channel_id,
+            t.c.status == READY,
+            t.c.expire_at > now_ms,
+        )
+        with self._db.read(conn) as c:
+            return [FingerprintedPart(**r._mapping) for r in c.execute(q) if r.result is not None]
+
+    def set_fingerprint(
+        self, cache_key: str, fingerprint: str, *, conn: Connection | None = None
+    ) -> None:
+        """Name the stretch fingerprint a ready row is found by (a row made before the
+        fingerprint existed, or under another one with the same content)."""
+        q = (
+            t.update()
+            .where(t.c.cache_key == cache_key, t.c.status == READY)
+            .values(fingerprint=fingerprint)
+        )
+        with self._db.one_statement(conn) as c:
+            c.execute(q)
 
     def claim(
         self,
@@ -90,6 +152,9 @@ class PartCacheStore:
                 agent_id=meta.agent_id,
                 start_ms=meta.start_ms,
                 end_ms=meta.end_ms,
+                fingerprint=meta.fingerprint,
+                part=meta.part,
+                parts=meta.parts,
                 status=COMPUTING,
                 claim=claim,
                 claimed_at=now_ms,
@@ -100,7 +165,7 @@ class PartCacheStore:
             # rowcount is not reliable for ON CONFLICT DO NOTHING on every driver; RETURNING is.
             .returning(t.c.cache_key)
         )
-        with self._db.transaction(conn) as c:
+        with self._db.one_statement(conn) as c:
             return c.execute(insert).first() is not None
 
     def take_over(
@@ -111,6 +176,7 @@ class PartCacheStore:
         expire_at: int,
         *,
         stale_before: int,
+        fingerprint: str = "",
         conn: Connection | None = None,
     ) -> bool:
         """Claim a row whose computation was abandoned (claimed before `stale_before`) or
@@ -130,9 +196,10 @@ class PartCacheStore:
                 claimed_at=now_ms,
                 result=None,
                 expire_at=expire_at,
+                fingerprint=fingerprint,
             )
         )
-        with self._db.transaction(conn) as c:
+        with self._db.one_statement(conn) as c:
             return bool(c.execute(q).rowcount)
 
     def complete(
@@ -160,7 +227,7 @@ class PartCacheStore:
                 expire_at=expire_at,
             )
         )
-        with self._db.transaction(conn) as c:
+        with self._db.one_statement(conn) as c:
             return bool(c.execute(q).rowcount)
 
     def release(self, cache_key: str, claim: str, *, conn: Connection | None = None) -> None:
@@ -168,7 +235,7 @@ class PartCacheStore:
         q = t.delete().where(
             t.c.cache_key == cache_key, t.c.claim == claim, t.c.status == COMPUTING
         )
-        with self._db.transaction(conn) as c:
+        with self._db.one_statement(conn) as c:
             c.execute(q)
 
     def delete_expired(self, now_ms: int, limit: int, *, conn: Connection | None = None) -> int:

@@ -433,7 +433,7 @@ class RecapStore:
             index_elements=[tc.c.recap_id, tc.c.channel_id],
             set_={k: ins.excluded[k] for k in row if k not in ("id", "recap_id", "channel_id")},
         )
-        with self._db.transaction(conn) as c:
+        with self._db.one_statement(conn) as c:
             c.execute(ins)
         return rc
 

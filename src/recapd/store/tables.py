@@ -409,5 +409,12 @@ part_cache = sa.Table(
     sa.Column("completion_tokens", sa.Integer, nullable=False, server_default="0"),
     _ms("create_at"),
     _ms("expire_at"),
+    # The fingerprint of the row's stretch (summarize/fingerprint.py; "" when the chat source
+    # gives none) and which of the stretch's parts the row is: a recap finds every part of a
+    # stretch by its fingerprint, without reading the stretch's posts.
+    sa.Column("fingerprint", sa.String(64), nullable=False, server_default=""),
+    sa.Column("part", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("parts", sa.Integer, nullable=False, server_default="1"),
 )
 sa.Index("ix_part_cache_expire_at", part_cache.c.expire_at)
+sa.Index("ix_part_cache_fingerprint", part_cache.c.fingerprint)

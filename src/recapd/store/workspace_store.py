@@ -16,6 +16,7 @@ from recapd.model.chat import (
     ChannelMember,
     ChannelType,
     Post,
+    PostStamp,
     Reaction,
     Team,
     User,
@@ -81,6 +82,42 @@ def posts_page_query(
     return q.order_by(posts.c.create_at, posts.c.id).limit(limit)
 
 
+def _stamps_query() -> sa.Select[Any]:
+    """Posts' stamps: the post's times and links, its author's name and bot flag now, and how
+    many reactions it has (in PostStamp's field order)."""
+    reaction_count = (
+        sa.select(sa.func.count())
+        .where(reactions.c.post_id == posts.c.id)
+        .correlate(posts)
+        .scalar_subquery()
+    )
+    return sa.select(
+        posts.c.id,
+        posts.c.create_at,
+        posts.c.root_id,
+        posts.c.update_at,
+        posts.c.edit_at,
+        posts.c.user_id,
+        sa.func.coalesce(users.c.username, ""),
+        sa.func.coalesce(users.c.is_bot, sa.false()),
+        reaction_count,
+    ).select_from(posts.outerjoin(users, users.c.id == posts.c.user_id))
+
+
+# The stamps of a window (WorkspaceStore.post_stamps): one statement for the process, so the
+# driver runs it prepared and its rows come back as plain tuples (Database.fetch_tuples).
+_WINDOW_STAMPS = (
+    _stamps_query()
+    .where(
+        posts.c.channel_id == sa.bindparam("channel_id"),
+        posts.c.create_at >= sa.bindparam("since_ms"),
+        posts.c.create_at < sa.bindparam("until_ms"),
+        _conversation(),
+    )
+    .order_by(posts.c.create_at, posts.c.id)
+)
+
+
 def _not_found(what: str, detail: str) -> AppError:
     return AppError(
         f"store.sql_workspace.get_{what}.not_found.app_error",
@@ -136,6 +173,13 @@ def _row_to_post(row: sa.Row[Any]) -> Post:
     post = Post(**{f: m[f] for f in _POST_FIELDS})
     post.props = dict(post.props or {})
     return post
+
+
+def _row_to_stamp(row: Sequence[Any]) -> PostStamp:
+    post_id, create_at, root_id, update_at, edit_at, user_id, username, is_bot, n = row
+    return PostStamp(
+        post_id, create_at, root_id, update_at, edit_at, user_id, username, bool(is_bot), n
+    )
 
 
 def _post_row(p: Post) -> dict[str, Any]:
@@ -336,7 +380,7 @@ class WorkspaceStore:
 
     def get_user(self, user_id: str, *, conn: Connection | None = None) -> User:
         """The user; AppError 404 when missing."""
-        with self._db.transaction(conn) as c:
+        with self._db.read(conn) as c:
             row = c.execute(sa.select(users).where(users.c.id == user_id)).first()
         if row is None:
             raise _not_found("user", f"id={user_id}")
@@ -344,7 +388,7 @@ class WorkspaceStore:
 
     def get_user_by_username(self, username: str, *, conn: Connection | None = None) -> User:
         """The user with this username; AppError 404 when missing."""
-        with self._db.transaction(conn) as c:
+        with self._db.read(conn) as c:
             row = c.execute(sa.select(users).where(users.c.username == username)).first()
         if row is None:
             raise _not_found("user", f"username={username}")
@@ -356,7 +400,7 @@ class WorkspaceStore:
         """The users among `user_ids` that exist, by id."""
         if not user_ids:
             return {}
-        with self._db.transaction(conn) as c:
+        with self._db.read(conn) as c:
             rows = c.execute(sa.select(users).where(users.c.id.in_(set(user_ids))))
             return {r.id: _row_to_user(r) for r in rows}
 
@@ -367,12 +411,12 @@ class WorkspaceStore:
         if not usernames:
             return {}
         q = sa.select(users.c.username, users.c.id).where(users.c.username.in_(set(usernames)))
-        with self._db.transaction(conn) as c:
+        with self._db.read(conn) as c:
             return {r.username: r.id for r in c.execute(q)}
 
     def get_team(self, team_id: str, *, conn: Connection | None = None) -> Team:
         """The team; AppError 404 when missing."""
-        with self._db.transaction(conn) as c:
+        with self._db.read(conn) as c:
             row = c.execute(sa.select(teams).where(teams.c.id == team_id)).first()
         if row is None:
             raise _not_found("team", f"id={team_id}")
@@ -380,7 +424,7 @@ class WorkspaceStore:
 
     def get_team_by_name(self, name: str, *, conn: Connection | None = None) -> Team:
         """The team with this name (URL slug); AppError 404 when missing."""
-        with self._db.transaction(conn) as c:
+        with self._db.read(conn) as c:
             row = c.execute(sa.select(teams).where(teams.c.name == name)).first()
         if row is None:
             raise _not_found("team", f"name={name}")
@@ -390,7 +434,7 @@ class WorkspaceStore:
 
     def get_channel(self, channel_id: str, *, conn: Connection | None = None) -> Channel:
         """The channel (archived ones too); AppError 404 when missing."""
-        with self._db.transaction(conn) as c:
+        with self._db.read(conn) as c:
             row = c.execute(sa.select(channels).where(channels.c.id == channel_id)).first()
         if row is None:
             raise _not_found("channel", f"id={channel_id}")
@@ -401,7 +445,7 @@ class WorkspaceStore:
     ) -> Channel:
         """The channel `name` of a team ("" for direct and group channels); 404 when missing."""
         q = sa.select(channels).where(channels.c.team_id == team_id, channels.c.name == name)
-        with self._db.transaction(conn) as c:
+        with self._db.read(conn) as c:
             row = c.execute(q).first()
         if row is None:
             raise _not_found("channel", f"team_id={team_id} name={name}")
@@ -414,7 +458,7 @@ class WorkspaceStore:
             .where(channels.c.name == name)
             .order_by(channels.c.team_id, channels.c.id)
         )
-        with self._db.transaction(conn) as c:
+        with self._db.read(conn) as c:
             return [_row_to_channel(r) for r in c.execute(q)]
 
     def channels_of_user(self, user_id: str, *, conn: Connection | None = None) -> list[Channel]:
@@ -426,7 +470,7 @@ class WorkspaceStore:
             .where(m.c.user_id == user_id, channels.c.delete_at == 0)
             .order_by(channels.c.name, channels.c.id)
         )
-        with self._db.transaction(conn) as c:
+        with self._db.read(conn) as c:
             return [_row_to_channel(r) for r in c.execute(q)]
 
     def team_channels(
@@ -449,7 +493,7 @@ class WorkspaceStore:
         if user_id is not None:
             mine = sa.select(m.c.channel_id).where(m.c.user_id == user_id)
             q = q.where(channels.c.id.in_(mine))
-        with self._db.transaction(conn) as c:
+        with self._db.read(conn) as c:
             return [(_row_to_channel(r), int(r.member_count)) for r in c.execute(q)]
 
     def remove_member(
@@ -488,7 +532,7 @@ class WorkspaceStore:
             .where(m.c.user_id == user_id, channels.c.delete_at == 0, unread)
             .order_by(channels.c.name, channels.c.id)
         )
-        with self._db.transaction(conn) as c:
+        with self._db.read(conn) as c:
             return [_row_to_channel(r) for r in c.execute(q)]
 
     def is_member(
@@ -504,7 +548,7 @@ class WorkspaceStore:
         q = sa.select(sa.literal(1)).where(m.c.channel_id == channel_id, m.c.user_id == user_id)
         if live_channel:
             q = q.join(channels, channels.c.id == m.c.channel_id).where(channels.c.delete_at == 0)
-        with self._db.transaction(conn) as c:
+        with self._db.read(conn) as c:
             return c.execute(q).first() is not None
 
     def get_member(
@@ -513,11 +557,33 @@ class WorkspaceStore:
         """The membership; AppError 404 when the user is not a member."""
         m = channel_members
         q = sa.select(m).where(m.c.channel_id == channel_id, m.c.user_id == user_id)
-        with self._db.transaction(conn) as c:
+        with self._db.read(conn) as c:
             row = c.execute(q).first()
         if row is None:
             raise _not_found("member", f"channel_id={channel_id} user_id={user_id}")
         return _row_to_member(row)
+
+    def reader_view(
+        self, channel_id: str, user_id: str, *, conn: Connection | None = None
+    ) -> tuple[Channel, ChannelMember | None]:
+        """The channel and the user's membership of it (None when not a member), in one
+        statement; AppError 404 when the channel is missing."""
+        m = channel_members
+        on = sa.and_(m.c.channel_id == channels.c.id, m.c.user_id == user_id)
+        q = (
+            sa.select(channels, m.c.last_viewed_at, m.c.create_at.label("member_create_at"))
+            .add_columns(m.c.user_id.label("member_user_id"))
+            .select_from(channels.outerjoin(m, on))
+            .where(channels.c.id == channel_id)
+        )
+        with self._db.read(conn) as c:
+            row = c.execute(q).first()
+        if row is None:
+            raise _not_found("channel", f"id={channel_id}")
+        member = None
+        if row.member_user_id is not None:
+            member = ChannelMember(channel_id, user_id, row.last_viewed_at, row.member_create_at)
+        return _row_to_channel(row), member
 
     def set_last_viewed_at(
         self, channel_id: str, user_id: str, at_ms: int, *, conn: Connection | None = None
@@ -564,8 +630,27 @@ class WorkspaceStore:
         exact however many posts share a create_at.
         """
         q = posts_page_query(channel_id, since_ms, until_ms, after, limit)
-        with self._db.transaction(conn) as c:
+        with self._db.read(conn) as c:
             return self._with_reactions(c, [_row_to_post(r) for r in c.execute(q)])
+
+    def post_stamps(
+        self, channel_id: str, since_ms: int, until_ms: int, *, conn: Connection | None = None
+    ) -> list[PostStamp]:
+        """The stamps of the conversation posts created in [since_ms, until_ms), in
+        (create_at, id) order: one statement, no text read (see PostStamp)."""
+        params = {"channel_id": channel_id, "since_ms": since_ms, "until_ms": until_ms}
+        with self._db.read(conn) as c:
+            return [_row_to_stamp(r) for r in self._db.fetch_tuples(c, _WINDOW_STAMPS, params)]
+
+    def post_stamps_by_id(
+        self, post_ids: Sequence[str], *, conn: Connection | None = None
+    ) -> dict[str, PostStamp]:
+        """The stamps of live posts by id (deleted ones left out, as get_posts does)."""
+        if not post_ids:
+            return {}
+        q = _stamps_query().where(posts.c.id.in_(set(post_ids)), posts.c.delete_at == 0)
+        with self._db.read(conn) as c:
+            return {r.id: _row_to_stamp(r) for r in c.execute(q)}
 
     def latest_posts(
         self, channel_id: str, limit: int, *, conn: Connection | None = None
@@ -577,7 +662,7 @@ class WorkspaceStore:
             .order_by(posts.c.create_at.desc(), posts.c.id.desc())
             .limit(limit)
         )
-        with self._db.transaction(conn) as c:
+        with self._db.read(conn) as c:
             found = [_row_to_post(r) for r in c.execute(q)]
             found.reverse()
             return self._with_reactions(c, found)
@@ -595,16 +680,25 @@ class WorkspaceStore:
         q = sa.select(posts).where(posts.c.id.in_(set(post_ids)))
         if not include_deleted:
             q = q.where(posts.c.delete_at == 0)
-        with self._db.transaction(conn) as c:
+        with self._db.read(conn) as c:
             found = self._with_reactions(c, [_row_to_post(r) for r in c.execute(q)])
         return {p.id: p for p in found}
+
+    def posts_and_authors(
+        self, post_ids: Sequence[str], *, conn: Connection | None = None
+    ) -> tuple[dict[str, Post], dict[str, User]]:
+        """get_posts (live ones) and get_users of their authors, on one connection."""
+        with self._db.read(conn) as c:
+            found = self.get_posts(post_ids, conn=c)
+            authors = self.get_users(sorted({p.user_id for p in found.values()}), conn=c)
+        return found, authors
 
     def count_posts(self, channel_id: str | None = None, *, conn: Connection | None = None) -> int:
         """How many posts (every type and state), in one channel or everywhere."""
         q = sa.select(sa.func.count()).select_from(posts)
         if channel_id is not None:
             q = q.where(posts.c.channel_id == channel_id)
-        with self._db.transaction(conn) as c:
+        with self._db.read(conn) as c:
             return int(c.execute(q).scalar_one())
 
     def add_post(self, post: Post, *, conn: Connection | None = None) -> Post:

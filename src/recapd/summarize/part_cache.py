@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -93,6 +93,16 @@ class CacheOutcome:
     reused: bool
 
 
+@dataclass(slots=True)
+class StretchLookup:
+    """What the cache holds of a window's whole stretches."""
+
+    # Fingerprint -> the stretch's parts, in order.
+    found: dict[str, list[AgentResult]]
+    # Fingerprints the caller makes while other runs wait for it: release them when done.
+    leading: list[str]
+
+
 class PartCache(Protocol):
     """Stored part summaries, each computed once in the cluster."""
 
@@ -102,10 +112,28 @@ class PartCache(Protocol):
         ...
 
     async def get_or_compute(
-        self, key: PartKey, compute: Callable[[], Awaitable[AgentResult]]
+        self,
+        key: PartKey,
+        compute: Callable[[], Awaitable[AgentResult]],
+        *,
+        fingerprint: str = "",
     ) -> CacheOutcome:
         """The stored summary of `key`, else `compute()`'s (stored for the others); when
-        another run is computing it right now, wait for that one instead of computing twice."""
+        another run is computing it right now, wait for that one instead of computing twice.
+        `fingerprint` (summarize/fingerprint.py) is the part's stretch's, when known: the
+        row is found by it later."""
+        ...
+
+    async def lookup_stretches(
+        self, channel_id: str, fingerprints: Collection[str]
+    ) -> StretchLookup:
+        """The parts of the stretches with these fingerprints that are stored whole (every
+        part ready and live), in order, by fingerprint; the others are the caller's to make,
+        and those it `leads` it hands back with release_stretches when done (always)."""
+        ...
+
+    def release_stretches(self, fingerprints: Collection[str]) -> None:
+        """The caller is done making these stretches (stored, or failed)."""
         ...
 
 

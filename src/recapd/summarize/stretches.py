@@ -25,8 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-from recapd.model.chat import Post
+from typing import Generic, Protocol, TypeVar
 
 HOUR_MS = 3_600_000
 # Aligned block sizes, largest first.
@@ -36,15 +35,31 @@ BLOCK_HOURS: tuple[int, ...] = (8, 4, 2, 1)
 MAX_STRETCH_POSTS = 100
 
 
+class Dated(Protocol):
+    """What planning reads of a post: a Post read in full, or its PostStamp."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def create_at(self) -> int: ...
+
+    @property
+    def thread_id(self) -> str: ...
+
+
+P = TypeVar("P", bound=Dated)
+
+
 @dataclass(slots=True)
-class Stretch:
+class Stretch(Generic[P]):
     """One span of a channel's time and its posts; `piece`/`pieces` number the pieces of an
     hour cut along conversations ((1, 1) when it was not cut)."""
 
     start_ms: int
     end_ms: int
     whole: bool
-    posts: list[Post] = field(default_factory=list)
+    posts: list[P] = field(default_factory=list)
     piece: int = 1
     pieces: int = 1
 
@@ -71,18 +86,18 @@ def _blocks(start: int, end: int) -> list[tuple[int, int]]:
     return out
 
 
-def _conversations(posts: Sequence[Post]) -> list[list[Post]]:
+def _conversations(posts: Sequence[P]) -> list[list[P]]:
     """Posts grouped by thread (root_id), in order of each thread's first post."""
-    groups: dict[str, list[Post]] = {}
+    groups: dict[str, list[P]] = {}
     for p in posts:
         groups.setdefault(p.thread_id, []).append(p)
     return list(groups.values())
 
 
-def _pieces(posts: list[Post], max_posts: int) -> list[list[Post]]:
+def _pieces(posts: list[P], max_posts: int) -> list[list[P]]:
     """Posts packed into pieces of at most `max_posts`, whole conversations where they fit."""
-    pieces: list[list[Post]] = []
-    current: list[Post] = []
+    pieces: list[list[P]] = []
+    current: list[P] = []
     for conversation in _conversations(posts):
         if len(current) + len(conversation) > max_posts and current:
             pieces.append(current)
@@ -97,7 +112,7 @@ def _pieces(posts: list[Post], max_posts: int) -> list[list[Post]]:
     return [sorted(piece, key=lambda p: (p.create_at, p.id)) for piece in pieces]
 
 
-def _split_block(start: int, end: int, posts: list[Post], max_posts: int) -> list[Stretch]:
+def _split_block(start: int, end: int, posts: list[P], max_posts: int) -> list[Stretch[P]]:
     if len(posts) <= max_posts:
         return [Stretch(start, end, True, posts)]
     if end - start > HOUR_MS:
@@ -111,8 +126,8 @@ def _split_block(start: int, end: int, posts: list[Post], max_posts: int) -> lis
 
 
 def plan_stretches(
-    window_start: int, window_end: int, posts: Sequence[Post], *, max_posts: int = MAX_STRETCH_POSTS
-) -> list[Stretch]:
+    window_start: int, window_end: int, posts: Sequence[P], *, max_posts: int = MAX_STRETCH_POSTS
+) -> list[Stretch[P]]:
     """The stretches of the window [window_start, window_end) holding `posts` (the window's
     posts, any order), oldest first; stretches without posts are left out."""
     if max_posts < 1:
@@ -122,11 +137,11 @@ def plan_stretches(
     if first >= last:
         # Not one whole hour inside: the window is one partial stretch.
         return [Stretch(window_start, window_end, False, ordered)] if ordered else []
-    out: list[Stretch] = []
+    out: list[Stretch[P]] = []
     lead = [p for p in ordered if p.create_at < first]
     if lead:
         out.append(Stretch(window_start, first, False, lead))
-    by_block: dict[tuple[int, int], list[Post]] = {}
+    by_block: dict[tuple[int, int], list[P]] = {}
     blocks = _blocks(first, last)
     index = 0
     for p in ordered:

@@ -4,8 +4,10 @@ reads as before. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import dataclasses
+import importlib.util
 import json
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
@@ -16,7 +18,7 @@ from recapd.clock import FakeClock
 from recapd.model.chat import Post, PostStamp, Reaction, User
 from recapd.store.store import Store
 from recapd.summarize.budget import PostBudget
-from recapd.summarize.fingerprint import stretch_fingerprint, summarizer_prefix
+from recapd.summarize.fingerprint import INPUT_MODULES, stretch_fingerprint, summarizer_prefix
 from recapd.summarize.pipeline import ChannelJob, ChannelSummary
 from tests.fake_openai import FakeOpenAI
 from tests.test_part_cache import (
@@ -294,3 +296,23 @@ def test_a_first_hour_with_no_post_before_the_window_is_shared(store: Store) -> 
     dave = recap(summarizer(store, st, clock), ws, "dave")
     assert dave.parts_reused == alice.parts - 1
     assert dave.channel.source_post_ids == alice.channel.source_post_ids
+
+
+def test_the_code_version_covers_every_module_that_shapes_the_input() -> None:
+    # A module the input modules import from (a new rule's word list, say) changes what the
+    # agent is shown as surely as the modules themselves, so it must be hashed too.
+    # The pipeline orchestrates (budgets, windows, the cache itself); the others build input.
+    for name in (m for m in INPUT_MODULES if m != "recapd.summarize.pipeline"):
+        spec = importlib.util.find_spec(name)
+        assert spec is not None and spec.origin
+        with open(spec.origin, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+        imported = {
+            node.module
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+        }
+        for module in imported:
+            # The model holds data shapes, not rules.
+            if module.startswith("recapd.") and not module.startswith("recapd.model."):
+                assert module in INPUT_MODULES, f"{name} imports {module}"

@@ -29,6 +29,8 @@ from recapd.model.chat import PostStamp
 # may give new digests.
 INPUT_MODULES = (
     "recapd.agents.base",
+    "recapd.agents.prompt",
+    "recapd.agents.words",
     "recapd.summarize.chunking",
     "recapd.summarize.conversations",
     "recapd.summarize.fingerprint",

@@ -99,6 +99,10 @@ class ChannelSummarizer:
             agent.id, agent.cache_version, self.part_budget, self.bot_names
         )
 
+    def _cache(self) -> PartCache | None:
+        """The part cache when it is on (a cache of 0 hours is off)."""
+        return self.cache if self.cache is not None and self.cache.enabled else None
+
     async def summarize(self, job: ChannelJob, budget: PostBudget) -> ChannelSummary:
         """Summarize one channel; failures come back as a failed RecapChannel with a reason."""
         result = RecapChannel(channel_id=job.channel_id, create_at=job.now_ms)
@@ -147,7 +151,7 @@ class ChannelSummarizer:
         only the stamps are read here: posts are read in full only for the stretches the
         cache does not hold (_summarize_posts)."""
         start = window_start(job.time_period, job.now_ms, last_viewed)
-        caching = self.cache is not None and self.cache.enabled
+        caching = self._cache() is not None
         if caching and isinstance(self.chat, StampSource):
             # Read from the hour's start: when no post lies between it and the window's
             # start, the window's first hour holds every post of that hour, and is a whole
@@ -269,7 +273,7 @@ class ChannelSummarizer:
         if not stamps:
             return summary
         name = result.channel_name or channel.name
-        cache = self.cache if self.cache is not None and self.cache.enabled else None
+        cache = self._cache()
         stretches: list[Stretch[PostStamp]]
         if cache is not None:
             begin = _effective_start(start, stamps)
@@ -325,7 +329,7 @@ class ChannelSummarizer:
         """Every stretch's parts, oldest first, and the ids of the posts they were made from
         (the only ones a recap may cite): stored stretches from the cache, the others read in
         full and summarized (through the cache when whole)."""
-        cache = self.cache if self.cache is not None and self.cache.enabled else None
+        cache = self._cache()
         todo = [i for i in range(len(stretches)) if fingerprints.get(i, "") not in found]
         await self._read_full(
             window,
